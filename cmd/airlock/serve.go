@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/airlock-dev/airlock/internal/config"
+	"github.com/airlock-dev/airlock/internal/server"
+)
+
+func newServe() *cobra.Command {
+	var cfgFile string
+	var printConfig bool
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the private registry, its gate and the API",
+		Long: `Serve the OCI distribution API under /v2/ with a gate that refuses manifests and blobs
+of digests that are not approved, the registry token endpoint /token, the API under /api/v1,
+/healthz, /readyz and /metrics. Every setting comes from --config, AIRLOCK_* variables or flags.`,
+		Example: `  airlock serve --addr 127.0.0.1:5000 --data ./airlock-data
+  airlock serve --config airlock.yaml --allow-unvetted 'cache/**'
+  airlock serve --print-config`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgFile == "" {
+				cfgFile = os.Getenv("AIRLOCK_CONFIG")
+			}
+			cfg, err := config.Load(cfgFile, os.LookupEnv, cmd.Flags())
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			if printConfig {
+				fmt.Fprint(cmd.OutOrStdout(), cfg.YAML())
+				return nil
+			}
+			return serve(cmd.Context(), cfg)
+		},
+	}
+	cmd.Flags().StringVar(&cfgFile, "config", "", "YAML configuration file (env AIRLOCK_CONFIG)")
+	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the effective configuration and exit")
+	config.RegisterFlags(cmd.Flags())
+	return cmd
+}
+
+func newLogger(c config.Config) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func serve(ctx context.Context, cfg config.Config) error {
+	log := newLogger(cfg)
+	slog.SetDefault(log)
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if srv.AdminTokenCreated != "" {
+		fmt.Fprintf(os.Stderr, "airlock: first start: admin token written to %s (mode 0600); use it with AIRLOCK_TOKEN=$(cat %s)\n", srv.AdminTokenCreated, srv.AdminTokenCreated)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return &exitError{code: exitUsage, err: fmt.Errorf("listen on %s: %w", cfg.Addr, err)}
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	scheme := "http"
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLS.Cert != "" {
+			errc <- hs.ServeTLS(ln, cfg.TLS.Cert, cfg.TLS.Key)
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
+	if cfg.TLS.Cert != "" {
+		scheme = "https"
+	}
+	log.Info("airlock serving", "url", scheme+"://"+ln.Addr().String(), "registryHost", cfg.RegistryHost,
+		"data", cfg.Data, "allowUnvetted", strings.Join(cfg.AllowUnvetted, ","))
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		log.Info("shutting down")
+		return hs.Shutdown(sctx)
+	}
+}

@@ -1,0 +1,330 @@
+// Package config holds the configuration of `airlock serve`: one YAML file whose
+// every key can be overridden by an AIRLOCK_* environment variable and by a
+// command-line flag, in that order of precedence (flag > env > file > default).
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the effective configuration of a server.
+type Config struct {
+	// Addr is the listen address of the registry, API and UI.
+	Addr string `yaml:"addr" help:"listen address"`
+	// Data is the directory for the SQLite store, tokens, keys and (by default) blobs.
+	Data string `yaml:"data" help:"data directory"`
+	// RegistryHost is the host[:port] users write in image references; defaults to Addr.
+	RegistryHost string `yaml:"registryHost" help:"registry host name users write in image references (default: the listen address)"`
+	// AllowUnvetted lists repository globs that skip vetting and behave like a plain registry.
+	AllowUnvetted []string `yaml:"allowUnvetted" help:"repository glob that skips vetting (repeatable; ** matches across /)"`
+	// AnonymousPull lets clients without a token pull approved content.
+	AnonymousPull bool `yaml:"anonymousPull" help:"allow pulls of approved content without a token"`
+	// MaxManifestSize bounds a manifest body in bytes.
+	MaxManifestSize int64 `yaml:"maxManifestSize" help:"largest manifest accepted, in bytes"`
+	// TokenTTL is the lifetime of bearer tokens issued by the token endpoint.
+	TokenTTL time.Duration `yaml:"tokenTTL" help:"lifetime of registry bearer tokens issued by /token"`
+	// TokenKeyFile holds the HMAC key for issued bearer tokens; replicas must share it.
+	TokenKeyFile string `yaml:"tokenKeyFile" help:"HMAC key file for registry bearer tokens (default DATA/token.key)"`
+	// TLS serves HTTPS when both files are given.
+	TLS     TLS     `yaml:"tls"`
+	Storage Storage `yaml:"storage"`
+	Store   Store   `yaml:"store"`
+	Log     Log     `yaml:"log"`
+}
+
+// TLS certificate and key for the main listener.
+type TLS struct {
+	Cert string `yaml:"cert" help:"TLS certificate file (PEM)"`
+	Key  string `yaml:"key" help:"TLS private key file (PEM)"`
+}
+
+// Storage selects the blob storage driver of the registry.
+type Storage struct {
+	Driver     string     `yaml:"driver" help:"blob storage driver: filesystem or s3"`
+	Filesystem Filesystem `yaml:"filesystem"`
+	S3         S3         `yaml:"s3"`
+}
+
+// Filesystem driver parameters.
+type Filesystem struct {
+	RootDirectory string `yaml:"rootDirectory" help:"blob directory (default DATA/registry)"`
+}
+
+// S3 holds the parameters of an S3-compatible blob store.
+type S3 struct {
+	Bucket         string `yaml:"bucket" help:"S3 bucket"`
+	Region         string `yaml:"region" help:"S3 region"`
+	RegionEndpoint string `yaml:"regionEndpoint" help:"S3-compatible endpoint URL (MinIO, Ceph, ...)"`
+	AccessKey      string `yaml:"accessKey" help:"S3 access key"`
+	SecretKey      string `yaml:"secretKey" help:"S3 secret key"`
+	RootDirectory  string `yaml:"rootDirectory" help:"key prefix inside the bucket"`
+	Secure         bool   `yaml:"secure" help:"use HTTPS to reach S3"`
+	ForcePathStyle bool   `yaml:"forcePathStyle" help:"path-style bucket addressing"`
+}
+
+// Store selects the record backend.
+type Store struct {
+	Driver string `yaml:"driver" help:"store backend: sqlite"`
+	DSN    string `yaml:"dsn" help:"store location (sqlite: file path, default DATA/airlock.db)"`
+}
+
+// Log settings.
+type Log struct {
+	Level  string `yaml:"level" help:"log level: debug, info, warn, error"`
+	Format string `yaml:"format" help:"log format: text or json"`
+}
+
+// Default is the configuration on embedded defaults.
+func Default() Config {
+	return Config{
+		Addr:            "127.0.0.1:5000",
+		Data:            "./airlock-data",
+		MaxManifestSize: 4 << 20,
+		TokenTTL:        15 * time.Minute,
+		Storage:         Storage{Driver: "filesystem"},
+		Store:           Store{Driver: "sqlite"},
+		Log:             Log{Level: "info", Format: "text"},
+	}
+}
+
+// field is one leaf key of Config.
+type field struct {
+	path []string // yaml key path, e.g. ["storage","s3","bucket"]
+	help string
+	typ  reflect.Type
+}
+
+func (f field) flagName() string { return strings.Join(mapStrings(f.path, kebab), "-") }
+func (f field) envName() string {
+	return "AIRLOCK_" + strings.ToUpper(strings.Join(mapStrings(f.path, snake), "_"))
+}
+
+func fields() []field {
+	var out []field
+	var walk func(t reflect.Type, prefix []string)
+	walk = func(t reflect.Type, prefix []string) {
+		for i := 0; i < t.NumField(); i++ {
+			sf := t.Field(i)
+			key := strings.Split(sf.Tag.Get("yaml"), ",")[0]
+			p := append(append([]string{}, prefix...), key)
+			if sf.Type.Kind() == reflect.Struct {
+				walk(sf.Type, p)
+				continue
+			}
+			out = append(out, field{path: p, help: sf.Tag.Get("help"), typ: sf.Type})
+		}
+	}
+	walk(reflect.TypeOf(Config{}), nil)
+	return out
+}
+
+// RegisterFlags adds one flag per configuration key to fs (e.g. --storage-s3-bucket).
+func RegisterFlags(fs *pflag.FlagSet) {
+	for _, f := range fields() {
+		help := f.help + " (env " + f.envName() + ")"
+		switch f.typ.Kind() {
+		case reflect.Slice:
+			fs.StringArray(f.flagName(), nil, help)
+		case reflect.Bool:
+			fs.String(f.flagName(), "", help)
+			fs.Lookup(f.flagName()).NoOptDefVal = "true"
+		default:
+			fs.String(f.flagName(), "", help)
+		}
+	}
+}
+
+// Load builds the effective configuration: defaults, then the YAML file (if
+// path is not empty), then AIRLOCK_* variables from env, then flags that were set.
+func Load(path string, env func(string) (string, bool), fs *pflag.FlagSet) (Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	root := reflect.ValueOf(&c).Elem()
+	for _, f := range fields() {
+		v := lookup(root, f.path)
+		if env != nil {
+			if s, ok := env(f.envName()); ok {
+				var err error
+				if f.typ.Kind() == reflect.Slice {
+					err = set(v, splitList(s), false)
+				} else {
+					err = set(v, []string{s}, false)
+				}
+				if err != nil {
+					return c, fmt.Errorf("%s: %w", f.envName(), err)
+				}
+			}
+		}
+		if fs != nil {
+			fl := fs.Lookup(f.flagName())
+			if fl != nil && fl.Changed {
+				var vals []string
+				if sv, ok := fl.Value.(pflag.SliceValue); ok {
+					vals = sv.GetSlice()
+				} else {
+					vals = []string{fl.Value.String()}
+				}
+				if err := set(v, vals, false); err != nil {
+					return c, fmt.Errorf("--%s: %w", f.flagName(), err)
+				}
+			}
+		}
+	}
+	return c, c.finish()
+}
+
+// finish fills derived defaults and validates.
+func (c *Config) finish() error {
+	if c.Data == "" {
+		return fmt.Errorf("data directory must not be empty")
+	}
+	if c.RegistryHost == "" {
+		c.RegistryHost = c.Addr
+	}
+	if c.TokenKeyFile == "" {
+		c.TokenKeyFile = filepath.Join(c.Data, "token.key")
+	}
+	if c.Storage.Filesystem.RootDirectory == "" {
+		c.Storage.Filesystem.RootDirectory = filepath.Join(c.Data, "registry")
+	}
+	if c.Store.DSN == "" && c.Store.Driver == "sqlite" {
+		c.Store.DSN = filepath.Join(c.Data, "airlock.db")
+	}
+	switch c.Storage.Driver {
+	case "filesystem":
+	case "s3":
+		if c.Storage.S3.Bucket == "" {
+			return fmt.Errorf("storage driver s3 needs storage.s3.bucket")
+		}
+	default:
+		return fmt.Errorf("unknown storage driver %q (want filesystem or s3)", c.Storage.Driver)
+	}
+	if c.Store.Driver != "sqlite" {
+		return fmt.Errorf("unknown store driver %q (want sqlite)", c.Store.Driver)
+	}
+	if c.MaxManifestSize <= 0 {
+		return fmt.Errorf("maxManifestSize must be positive")
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return fmt.Errorf("tls needs both cert and key")
+	}
+	for _, g := range c.AllowUnvetted {
+		if _, err := filepath.Match(strings.ReplaceAll(g, "**", "*"), ""); err != nil {
+			return fmt.Errorf("allowUnvetted %q: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// YAML renders the configuration as a config file would hold it.
+func (c Config) YAML() string {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	_ = enc.Encode(c)
+	return b.String()
+}
+
+func lookup(v reflect.Value, path []string) reflect.Value {
+	for _, key := range path {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			if strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0] == key {
+				v = v.Field(i)
+				break
+			}
+		}
+	}
+	return v
+}
+
+func set(v reflect.Value, vals []string, _ bool) error {
+	if v.Kind() == reflect.Slice {
+		v.Set(reflect.ValueOf(append([]string{}, vals...)))
+		return nil
+	}
+	s := vals[len(vals)-1]
+	switch v.Interface().(type) {
+	case time.Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	case reflect.Int64, reflect.Int:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	default:
+		return fmt.Errorf("unsupported type %s", v.Type())
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func mapStrings(in []string, f func(string) string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = f(s)
+	}
+	return out
+}
+
+// kebab turns "regionEndpoint" into "region-endpoint" and "tokenTTL" into "token-ttl".
+func kebab(s string) string { return sep(s, '-') }
+func snake(s string) string { return sep(s, '_') }
+
+func sep(s string, c rune) string {
+	r := []rune(s)
+	var b strings.Builder
+	for i, ch := range r {
+		if unicode.IsUpper(ch) && i > 0 && (unicode.IsLower(r[i-1]) || (i+1 < len(r) && unicode.IsLower(r[i+1]))) {
+			b.WriteRune(c)
+		}
+		b.WriteRune(unicode.ToLower(ch))
+	}
+	return b.String()
+}

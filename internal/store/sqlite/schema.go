@@ -1,0 +1,109 @@
+package sqlite
+
+// migrations are applied in order; migration i brings the schema to version
+// i+1. Never edit or reorder a released entry: databases in the field already
+// ran it. Append a new one instead.
+//
+// Times are INTEGER nanoseconds since the Unix epoch, UTC, so that expiry
+// comparisons in the gate queries are plain integer comparisons.
+var migrations = []string{
+	// 1: the initial record.
+	`
+CREATE TABLE images (
+	digest        TEXT PRIMARY KEY,
+	media_type    TEXT NOT NULL,
+	artifact_type TEXT NOT NULL DEFAULT '',
+	size          INTEGER NOT NULL,
+	state         TEXT NOT NULL CHECK (state IN ('quarantined', 'approved', 'rejected', 'revoked')),
+	expires       INTEGER,
+	subject       TEXT NOT NULL DEFAULT '',
+	source        TEXT,
+	created_at    INTEGER NOT NULL,
+	updated_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX images_state ON images (state, updated_at);
+
+CREATE TABLE image_repos (
+	repository TEXT NOT NULL,
+	digest     TEXT NOT NULL REFERENCES images (digest),
+	pushed_by  TEXT NOT NULL,
+	at         INTEGER NOT NULL,
+	PRIMARY KEY (repository, digest)
+) WITHOUT ROWID;
+CREATE INDEX image_repos_digest ON image_repos (digest);
+
+-- Keyed by (repository, blob) first because BlobServable runs on every blob GET.
+CREATE TABLE manifest_blobs (
+	repository      TEXT NOT NULL,
+	manifest_digest TEXT NOT NULL,
+	blob_digest     TEXT NOT NULL,
+	PRIMARY KEY (repository, blob_digest, manifest_digest),
+	FOREIGN KEY (repository, manifest_digest) REFERENCES image_repos (repository, digest) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX manifest_blobs_manifest ON manifest_blobs (repository, manifest_digest);
+
+CREATE TABLE index_children (
+	repository   TEXT NOT NULL,
+	index_digest TEXT NOT NULL,
+	child_digest TEXT NOT NULL,
+	position     INTEGER NOT NULL,
+	media_type   TEXT NOT NULL,
+	platform     TEXT,
+	PRIMARY KEY (repository, index_digest, child_digest),
+	FOREIGN KEY (repository, index_digest) REFERENCES image_repos (repository, digest) ON DELETE CASCADE
+) WITHOUT ROWID;
+-- The gate asks "is this manifest a child of an approved index in this repository?"
+CREATE INDEX index_children_child ON index_children (repository, child_digest);
+CREATE INDEX index_children_index ON index_children (index_digest);
+
+CREATE TABLE referrers (
+	repository    TEXT NOT NULL,
+	digest        TEXT NOT NULL,
+	subject       TEXT NOT NULL,
+	media_type    TEXT NOT NULL,
+	artifact_type TEXT NOT NULL DEFAULT '',
+	size          INTEGER NOT NULL,
+	annotations   TEXT,
+	PRIMARY KEY (repository, digest),
+	FOREIGN KEY (repository, digest) REFERENCES image_repos (repository, digest) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX referrers_subject ON referrers (repository, subject);
+
+CREATE TABLE transitions (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	digest     TEXT NOT NULL REFERENCES images (digest),
+	from_state TEXT NOT NULL,
+	to_state   TEXT NOT NULL,
+	actor      TEXT NOT NULL,
+	reason     TEXT NOT NULL,
+	at         INTEGER NOT NULL,
+	expires    INTEGER
+);
+CREATE INDEX transitions_digest ON transitions (digest, id);
+
+CREATE TABLE tokens (
+	name       TEXT PRIMARY KEY,
+	role       TEXT NOT NULL,
+	hash       TEXT NOT NULL UNIQUE,
+	created_by TEXT NOT NULL,
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER,
+	revoked    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- AUTOINCREMENT (not plain rowid) so sqlite_sequence remembers the highest seq
+-- ever written, which lets VerifyAudit notice the newest rows being deleted.
+CREATE TABLE audit (
+	seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+	at        INTEGER NOT NULL,
+	actor     TEXT NOT NULL,
+	action    TEXT NOT NULL,
+	subject   TEXT NOT NULL,
+	detail    TEXT,
+	prev_hash TEXT NOT NULL,
+	hash      TEXT NOT NULL
+);
+CREATE INDEX audit_subject ON audit (subject, seq);
+CREATE INDEX audit_action ON audit (action, seq);
+`,
+}
