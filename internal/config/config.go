@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,9 @@ type Config struct {
 	AnonymousPull bool `yaml:"anonymousPull" help:"allow pulls of approved content without a token"`
 	// MaxManifestSize bounds a manifest body in bytes.
 	MaxManifestSize int64 `yaml:"maxManifestSize" help:"largest manifest accepted, in bytes"`
+	// ForeignLayerURLs are regular expressions of URLs that non-distributable
+	// layers may point to. Default none: a layer fetched from elsewhere is unvetted.
+	ForeignLayerURLs []string `yaml:"foreignLayerUrls" help:"regular expression of URLs that non-distributable layers may point to (repeatable)"`
 	// TokenTTL is the lifetime of bearer tokens issued by the token endpoint.
 	TokenTTL time.Duration `yaml:"tokenTTL" help:"lifetime of registry bearer tokens issued by /token"`
 	// TokenKeyFile holds the HMAC key for issued bearer tokens; replicas must share it.
@@ -228,6 +232,11 @@ func (c *Config) finish() error {
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return fmt.Errorf("tls needs both cert and key")
+	}
+	for _, u := range c.ForeignLayerURLs {
+		if _, err := regexp.Compile(u); err != nil {
+			return fmt.Errorf("foreignLayerUrls %q: %w", u, err)
+		}
 	}
 	for _, g := range c.AllowUnvetted {
 		if _, err := filepath.Match(strings.ReplaceAll(g, "**", "*"), ""); err != nil {

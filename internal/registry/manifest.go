@@ -25,6 +25,7 @@ type ParsedManifest struct {
 	Blobs        []string
 	Children     []store.Child
 	Annotations  map[string]string
+	URLs         []string // external URLs of non-distributable layers
 }
 
 // IsIndex reports whether the manifest lists other manifests.
@@ -50,6 +51,7 @@ type descriptor struct {
 	Size         int64             `json:"size"`
 	ArtifactType string            `json:"artifactType,omitempty"`
 	Platform     *store.Platform   `json:"platform,omitempty"`
+	URLs         []string          `json:"urls,omitempty"`
 	Annotations  map[string]string `json:"annotations,omitempty"`
 }
 
@@ -132,6 +134,7 @@ func ParseManifest(contentType string, body []byte) (ParsedManifest, error) {
 				return p, err
 			}
 			p.Blobs = append(p.Blobs, l.Digest)
+			p.URLs = append(p.URLs, l.URLs...)
 		}
 		if p.ArtifactType == "" {
 			p.ArtifactType = m.Config.MediaType

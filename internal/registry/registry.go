@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -49,6 +50,10 @@ type Options struct {
 	AllowUnvetted   []string
 	AnonymousPull   bool
 	MaxManifestSize int64
+	// ForeignLayerURLs are regular expressions of URLs that layers may point to
+	// instead of being pushed (non-distributable layers). Empty: none; such a
+	// layer would be fetched by clients from outside the registry, unvetted.
+	ForeignLayerURLs []string
 	// UploadSecret signs upload state; replicas behind one load balancer must share it.
 	UploadSecret string
 	Logger       *slog.Logger
@@ -64,6 +69,7 @@ type Registry struct {
 	allow   globMatcher
 	anon    bool
 	maxSize int64
+	foreign []*regexp.Regexp
 	log     *slog.Logger
 	metrics *Metrics
 }
@@ -93,6 +99,15 @@ func New(ctx context.Context, o Options) (*Registry, error) {
 		o.Storage.Driver: dp,
 		"delete":         configuration.Parameters{"enabled": true},
 	}
+	var foreign []*regexp.Regexp
+	for _, u := range o.ForeignLayerURLs {
+		re, err := regexp.Compile(u)
+		if err != nil {
+			return nil, fmt.Errorf("foreign layer URL pattern %q: %w", u, err)
+		}
+		foreign = append(foreign, re)
+	}
+	dcfg.Validation.Manifests.URLs.Allow = append([]string{}, o.ForeignLayerURLs...)
 	dcfg.HTTP.Secret = o.UploadSecret
 	dcfg.Log.AccessLog.Disabled = true
 	dcfg.Log.Level = "error"
@@ -112,7 +127,7 @@ func New(ctx context.Context, o Options) (*Registry, error) {
 	return &Registry{
 		app: app, ns: ns, store: o.Store, auth: o.Auth,
 		allow: newGlobMatcher(o.AllowUnvetted), anon: o.AnonymousPull,
-		maxSize: o.MaxManifestSize, log: o.Logger, metrics: o.Metrics,
+		maxSize: o.MaxManifestSize, foreign: foreign, log: o.Logger, metrics: o.Metrics,
 	}, nil
 }
 
@@ -392,8 +407,18 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, c identit
 		writeError(w, http.StatusBadRequest, "MANIFEST_INVALID", err.Error(), nil)
 		return
 	}
+	for _, u := range parsed.URLs {
+		if !g.foreignAllowed(u) {
+			writeError(w, http.StatusBadRequest, "MANIFEST_INVALID", fmt.Sprintf("a layer points to %q outside the registry; clients would fetch it unvetted. Push the layer, or allow the URL with foreignLayerUrls", u), nil)
+			return
+		}
+	}
 	var dgst string
 	if strings.Contains(rt.ref, ":") {
+		if !supportedDigest(rt.ref) {
+			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", unsupportedDigest(rt.ref), nil)
+			return
+		}
 		if !ValidDigest(rt.ref) {
 			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", fmt.Sprintf("invalid digest %q (supported: sha256, sha512)", rt.ref), nil)
 			return
@@ -449,6 +474,32 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, c identit
 	}
 }
 
+func (g *Registry) foreignAllowed(u string) bool {
+	for _, re := range g.foreign {
+		if re.MatchString(u) {
+			return true
+		}
+	}
+	return false
+}
+
+// supportedDigest reports whether content can be addressed by d here:
+// distribution's storage addresses content by sha256 only, and a sha512 push
+// would be stored and answered under a different digest than the client asked
+// for. Refusing it up front is clearer than answering with a surprise.
+func supportedDigest(d string) bool { return !strings.HasPrefix(d, "sha512:") }
+
+func unsupportedDigest(d string) string {
+	return fmt.Sprintf("%s: sha512 content addressing is not supported by this registry's storage; use sha256", short(d))
+}
+
+func short(d string) string {
+	if len(d) > 19 {
+		return d[:19] + "…"
+	}
+	return d
+}
+
 func computeDigest(alg string, b []byte) string {
 	var h hash.Hash = sha256.New()
 	if alg == "sha512" {
@@ -461,6 +512,10 @@ func computeDigest(alg string, b []byte) string {
 func (g *Registry) blob(w http.ResponseWriter, r *http.Request, c identity.Caller, rt route) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		if !supportedDigest(rt.ref) {
+			writeError(w, http.StatusNotFound, "BLOB_UNKNOWN", unsupportedDigest(rt.ref), nil)
+			return
+		}
 		if !g.gated(c, rt.repo) {
 			g.app.ServeHTTP(w, r)
 			return
@@ -496,6 +551,12 @@ func (g *Registry) upload(w http.ResponseWriter, r *http.Request, c identity.Cal
 		return
 	}
 	q := r.URL.Query()
+	for _, k := range []string{"digest", "mount"} {
+		if d := q.Get(k); d != "" && !supportedDigest(d) {
+			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", unsupportedDigest(d), nil)
+			return
+		}
+	}
 	if mount, from := q.Get("mount"), q.Get("from"); r.Method == http.MethodPost && mount != "" && from != "" {
 		if !ValidRepository(from) {
 			writeError(w, http.StatusBadRequest, "NAME_INVALID", fmt.Sprintf("invalid repository name %q in from", from), nil)

@@ -77,15 +77,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.Registry, err = registry.New(ctx, registry.Options{
-		Storage:         storageOptions(cfg),
-		Store:           st,
-		Auth:            s.Auth,
-		AllowUnvetted:   cfg.AllowUnvetted,
-		AnonymousPull:   cfg.AnonymousPull,
-		MaxManifestSize: cfg.MaxManifestSize,
-		UploadSecret:    derive(key, "upload-state"),
-		Logger:          log,
-		Metrics:         registry.NewMetrics(reg),
+		Storage:          storageOptions(cfg),
+		Store:            st,
+		Auth:             s.Auth,
+		AllowUnvetted:    cfg.AllowUnvetted,
+		AnonymousPull:    cfg.AnonymousPull,
+		MaxManifestSize:  cfg.MaxManifestSize,
+		ForeignLayerURLs: cfg.ForeignLayerURLs,
+		UploadSecret:     derive(key, "upload-state"),
+		Logger:           log,
+		Metrics:          registry.NewMetrics(reg),
 	})
 	if err != nil {
 		return nil, err
