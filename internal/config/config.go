@@ -198,6 +198,9 @@ func Load(path string, env func(string) (string, bool), fs *pflag.FlagSet) (Conf
 	return c, c.finish()
 }
 
+// Finish fills derived defaults of a configuration built in code and validates it.
+func Finish(c Config) (Config, error) { return c, c.finish() }
+
 // finish fills derived defaults and validates.
 func (c *Config) finish() error {
 	if c.Data == "" {

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the peer tools the tests use, each at an exact version, into a cache
+# outside the repository keyed by version, so only the first run pays. Prints
+# the bin directory to put on PATH (tests also read AIRLOCK_TEST_TOOLS).
+set -euo pipefail
+
+CACHE="${AIRLOCK_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/airlock-tools}"
+
+# name|module/cmd|version
+TOOLS=(
+  "crane|github.com/google/go-containerregistry/cmd/crane|v0.22.1"
+  "oras|oras.land/oras/cmd/oras|v1.3.6"
+  "regctl|github.com/regclient/regclient/cmd/regctl|v0.11.7"
+  "conformance|github.com/opencontainers/distribution-spec/conformance|v0.0.0-20260831232431-97274622c111"
+  "registry|github.com/distribution/distribution/v3/cmd/registry|v3.1.2"
+)
+
+BIN="$CACHE/bin"
+mkdir -p "$BIN"
+for t in "${TOOLS[@]}"; do
+  IFS='|' read -r name pkg version <<<"$t"
+  dir="$CACHE/$name-$version"
+  if [ ! -x "$dir/$name" ]; then
+    echo "installing $name $version" >&2
+    mkdir -p "$dir"
+    (cd "$dir" && GOBIN="$dir" GOFLAGS=-mod=mod go install "$pkg@$version") >&2
+  fi
+  ln -sf "$dir/$name" "$BIN/$name"
+done
+echo "$BIN"
