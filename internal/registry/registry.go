@@ -88,8 +88,13 @@ func New(ctx context.Context, o Options) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	// distribution logs through logrus; keep it to errors, our own access log is slog.
-	logrus.SetLevel(logrus.ErrorLevel)
+	// distribution logs every 4xx as an error through logrus; the gate's own
+	// decisions are logged and audited here, so keep its log for debugging only.
+	if o.Logger == nil || !o.Logger.Enabled(ctx, slog.LevelDebug) {
+		logrus.SetOutput(io.Discard)
+	} else {
+		logrus.SetLevel(logrus.DebugLevel)
+	}
 	dcfg := &configuration.Configuration{}
 	dp := configuration.Parameters{}
 	for k, v := range o.Storage.Parameters {
