@@ -208,6 +208,9 @@ type Store interface {
 	// of good entries and an error wrapping ErrAuditTampered naming the row.
 	VerifyAudit(ctx context.Context) (int64, error)
 
+	Imports
+	Jobs
+
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	Close() error

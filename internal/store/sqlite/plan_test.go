@@ -7,14 +7,19 @@ import (
 )
 
 // TestGateQueriesUseIndexes guards the registry's hot path: both gate
-// queries run on every pull and must never scan a table.
+// queries run on every pull and must never scan a table. LeaseJob runs in
+// every worker's poll loop and must not read the finished job history.
 func TestGateQueriesUseIndexes(t *testing.T) {
 	s := openTemp(t)
-	for name, q := range map[string]string{
-		"ManifestServable": manifestServableQuery,
-		"BlobServable":     blobServableQuery,
+	for name, tc := range map[string]struct {
+		q    string
+		args []any
+	}{
+		"ManifestServable": {manifestServableQuery, []any{"r", int64(0), "d"}},
+		"BlobServable":     {blobServableQuery, []any{"r", int64(0), "d"}},
+		"LeaseJob":         {leaseQuery, []any{int64(0)}},
 	} {
-		rows, err := s.read.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+q, "r", int64(0), "d")
+		rows, err := s.read.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+tc.q, tc.args...)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -106,4 +106,49 @@ CREATE TABLE audit (
 CREATE INDEX audit_subject ON audit (subject, seq);
 CREATE INDEX audit_action ON audit (action, seq);
 `,
+	// 2: imports (the documented source of each import) and the vetting job queue.
+	`
+CREATE TABLE imports (
+	id              INTEGER PRIMARY KEY AUTOINCREMENT,
+	digest          TEXT NOT NULL REFERENCES images (digest),
+	reference       TEXT NOT NULL,
+	normalized      TEXT NOT NULL,
+	registry        TEXT NOT NULL DEFAULT '',
+	transport       TEXT NOT NULL,
+	repository      TEXT NOT NULL,
+	tags            TEXT,
+	platform        TEXT NOT NULL DEFAULT '',
+	resolved_at     INTEGER NOT NULL,
+	actor           TEXT NOT NULL,
+	facts           TEXT,
+	previous_digest TEXT NOT NULL DEFAULT '',
+	tag_moved       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX imports_digest ON imports (digest, id);
+-- RecordImport asks "what did this reference resolve to last time?"
+CREATE INDEX imports_normalized ON imports (normalized, id);
+
+-- stages is a JSON array of store.StageRun: a job's stages are read and
+-- written together, always by the one worker holding the lease.
+CREATE TABLE jobs (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	key         TEXT NOT NULL DEFAULT '',
+	digest      TEXT NOT NULL DEFAULT '',
+	repository  TEXT NOT NULL DEFAULT '',
+	state       TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+	stages      TEXT NOT NULL,
+	payload     TEXT,
+	error       TEXT NOT NULL DEFAULT '',
+	lease_owner TEXT NOT NULL DEFAULT '',
+	lease_until INTEGER,
+	not_before  INTEGER NOT NULL DEFAULT 0,
+	created_at  INTEGER NOT NULL,
+	updated_at  INTEGER NOT NULL
+);
+-- LeaseJob looks only at queued and running jobs, never the finished history.
+CREATE INDEX jobs_state ON jobs (state, id);
+CREATE INDEX jobs_digest ON jobs (digest, id);
+-- At most one live job per key, whoever enqueues it.
+CREATE UNIQUE INDEX jobs_live_key ON jobs (key) WHERE key <> '' AND state IN ('queued', 'running');
+`,
 }

@@ -77,6 +77,18 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, tamper Tamper) {
 		{"Audit/InvalidDetail", testAuditInvalidDetail},
 		{"Audit/Empty", testAuditEmpty},
 		{"Audit/Concurrent", testAuditConcurrent},
+		{"Imports/TagMoved", testImportTagMoved},
+		{"Imports/UnknownImage", testImportUnknownImage},
+		{"Jobs/Enqueue", testJobEnqueue},
+		{"Jobs/EnqueueIdempotent", testJobEnqueueIdempotent},
+		{"Jobs/List", testJobsList},
+		{"Jobs/LeaseExclusive", testJobLeaseExclusive},
+		{"Jobs/ExtendLease", testJobExtendLease},
+		{"Jobs/Retry", testJobRetry},
+		{"Jobs/RetryAfter", testJobRetryAfter},
+		{"Jobs/Done", testJobDone},
+		{"Jobs/FinishInvalid", testJobFinishInvalid},
+		{"Jobs/ConcurrentLeasing", testJobConcurrentLeasing},
 		{"Ping", testPing},
 	}
 	for _, tc := range tests {
