@@ -213,7 +213,8 @@ func (g *Registry) deny(w http.ResponseWriter, r *http.Request, c identity.Calle
 	detail, _ := json.Marshal(map[string]string{
 		"method": r.Method, "path": r.URL.Path, "role": string(c.Role), "repository": rt.repo, "reason": msg,
 	})
-	if _, err := g.store.Audit(r.Context(), store.AuditEntry{Actor: c.Name, Action: "request.denied", Subject: subject, Detail: detail}); err != nil {
+	// Clients that probe in parallel hang up on the first refusal; the denial is audited all the same.
+	if _, err := g.store.Audit(context.WithoutCancel(r.Context()), store.AuditEntry{Actor: c.Name, Action: "request.denied", Subject: subject, Detail: detail}); err != nil {
 		g.log.Error("audit denied request", "err", err)
 	}
 	writeError(w, http.StatusForbidden, "DENIED", msg, map[string]string{"digest": subject, "repository": rt.repo})
