@@ -41,16 +41,44 @@ type Config struct {
 	// TokenKeyFile holds the HMAC key for issued bearer tokens; replicas must share it.
 	TokenKeyFile string `yaml:"tokenKeyFile" help:"HMAC key file for registry bearer tokens (default DATA/token.key)"`
 	// TLS serves HTTPS when both files are given.
-	TLS     TLS     `yaml:"tls"`
-	Storage Storage `yaml:"storage"`
-	Store   Store   `yaml:"store"`
-	Log     Log     `yaml:"log"`
+	TLS      TLS      `yaml:"tls"`
+	Import   Import   `yaml:"import"`
+	Pipeline Pipeline `yaml:"pipeline"`
+	Storage  Storage  `yaml:"storage"`
+	Store    Store    `yaml:"store"`
+	Log      Log      `yaml:"log"`
 }
 
 // TLS certificate and key for the main listener.
 type TLS struct {
 	Cert string `yaml:"cert" help:"TLS certificate file (PEM)"`
 	Key  string `yaml:"key" help:"TLS private key file (PEM)"`
+}
+
+// Import configures bringing external images in.
+type Import struct {
+	// Mappings rewrite upstream repository prefixes, "FROM=TO", e.g.
+	// "docker.io/library/=library/"; the default private name is <upstream-host>/<path>.
+	Mappings []string `yaml:"mappings" help:"upstream prefix rewrite FROM=TO for private repository names (repeatable)"`
+	// PullThrough queues an import when a client pulls <upstream-host>/<path>
+	// that the registry lacks; the client is refused until it is vetted.
+	PullThrough bool `yaml:"pullThrough" help:"queue an import when a client pulls an upstream image the registry lacks"`
+	// PullThroughRegistries are the upstream hosts pull-through may import from.
+	PullThroughRegistries []string `yaml:"pullThroughRegistries" help:"upstream host pull-through may import from (repeatable)"`
+	// InsecureRegistries are upstream hosts reached over plain HTTP by pull-through.
+	InsecureRegistries []string `yaml:"insecureRegistries" help:"upstream host reached over plain HTTP by pull-through (repeatable)"`
+	// MaxArchive bounds an uploaded archive in bytes.
+	MaxArchive int64 `yaml:"maxArchive" help:"largest archive accepted by import, in bytes"`
+	// Timeout bounds one import.
+	Timeout time.Duration `yaml:"timeout" help:"time limit of one import"`
+}
+
+// Pipeline configures the vetting job runner.
+type Pipeline struct {
+	Workers      int64         `yaml:"workers" help:"vetting jobs run at once"`
+	Lease        time.Duration `yaml:"lease" help:"job lease; a crashed worker's job is taken over after it"`
+	StageTimeout time.Duration `yaml:"stageTimeout" help:"time limit of one stage run"`
+	MaxAttempts  int64         `yaml:"maxAttempts" help:"attempts per stage before the job fails"`
 }
 
 // Storage selects the blob storage driver of the registry.
@@ -96,9 +124,15 @@ func Default() Config {
 		Data:            "./airlock-data",
 		MaxManifestSize: 4 << 20,
 		TokenTTL:        15 * time.Minute,
-		Storage:         Storage{Driver: "filesystem"},
-		Store:           Store{Driver: "sqlite"},
-		Log:             Log{Level: "info", Format: "text"},
+		Import: Import{
+			PullThroughRegistries: []string{"docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io", "public.ecr.aws", "mcr.microsoft.com"},
+			MaxArchive:            16 << 30,
+			Timeout:               30 * time.Minute,
+		},
+		Pipeline: Pipeline{Workers: 2, Lease: 30 * time.Second, StageTimeout: 30 * time.Minute, MaxAttempts: 3},
+		Storage:  Storage{Driver: "filesystem"},
+		Store:    Store{Driver: "sqlite"},
+		Log:      Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -235,6 +269,14 @@ func (c *Config) finish() error {
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return fmt.Errorf("tls needs both cert and key")
+	}
+	for _, m := range c.Import.Mappings {
+		if from, to, ok := strings.Cut(m, "="); !ok || from == "" || to == "" {
+			return fmt.Errorf("import mapping %q: want FROM=TO, e.g. docker.io/library/=library/", m)
+		}
+	}
+	if c.Pipeline.Workers <= 0 || c.Pipeline.MaxAttempts <= 0 || c.Pipeline.Lease <= 0 || c.Pipeline.StageTimeout <= 0 {
+		return fmt.Errorf("pipeline workers, maxAttempts, lease and stageTimeout must be positive")
 	}
 	for _, u := range c.ForeignLayerURLs {
 		if _, err := regexp.Compile(u); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/distribution/distribution/v3"
@@ -215,6 +216,10 @@ func (in *ingest) blob(ctx context.Context, desc v1.Descriptor, open func() (io.
 	n, err := io.Copy(w, r)
 	if err != nil {
 		_ = w.Cancel(ctx)
+		if strings.Contains(err.Error(), "verifying") {
+			// The reader checks the digest as it streams (go-containerregistry's verify).
+			return fmt.Errorf("blob %s: content does not match its digest; refusing content changed in transit", key)
+		}
 		return fmt.Errorf("copy blob %s: %w", key, err)
 	}
 	if n != desc.Size {

@@ -56,22 +56,27 @@ type Options struct {
 	ForeignLayerURLs []string
 	// UploadSecret signs upload state; replicas behind one load balancer must share it.
 	UploadSecret string
-	Logger       *slog.Logger
-	Metrics      *Metrics
+	// OnMissing is asked about a manifest the registry does not hold (by tag
+	// or digest). A non-empty message is returned as 403 DENIED: pull-through
+	// queues an import and refuses; the unvetted bytes are never served.
+	OnMissing func(ctx context.Context, repo, ref string, c identity.Caller) (message string)
+	Logger    *slog.Logger
+	Metrics   *Metrics
 }
 
 // Registry is the gated OCI registry handler for /v2/.
 type Registry struct {
-	app     *handlers.App
-	ns      distribution.Namespace
-	store   store.Store
-	auth    *identity.Authenticator
-	allow   globMatcher
-	anon    bool
-	maxSize int64
-	foreign []*regexp.Regexp
-	log     *slog.Logger
-	metrics *Metrics
+	app         *handlers.App
+	ns          distribution.Namespace
+	store       store.Store
+	auth        *identity.Authenticator
+	allow       globMatcher
+	anon        bool
+	maxSize     int64
+	foreign     []*regexp.Regexp
+	log         *slog.Logger
+	metrics     *Metrics
+	missingHook func(ctx context.Context, repo, ref string, c identity.Caller) string
 }
 
 // New builds a registry over the configured storage.
@@ -114,6 +119,9 @@ func New(ctx context.Context, o Options) (*Registry, error) {
 	}
 	dcfg.Validation.Manifests.URLs.Allow = append([]string{}, o.ForeignLayerURLs...)
 	dcfg.HTTP.Secret = o.UploadSecret
+	// configuration.Parse fills this default; a Configuration built in code
+	// has 0, and distribution then answers every catalog request with no repositories.
+	dcfg.Catalog.MaxEntries = 1000
 	dcfg.Log.AccessLog.Disabled = true
 	dcfg.Log.Level = "error"
 	app, err := newApp(ctx, dcfg)
@@ -133,6 +141,7 @@ func New(ctx context.Context, o Options) (*Registry, error) {
 		app: app, ns: ns, store: o.Store, auth: o.Auth,
 		allow: newGlobMatcher(o.AllowUnvetted), anon: o.AnonymousPull,
 		maxSize: o.MaxManifestSize, foreign: foreign, log: o.Logger, metrics: o.Metrics,
+		missingHook: o.OnMissing,
 	}, nil
 }
 
@@ -293,6 +302,9 @@ func (g *Registry) manifest(w http.ResponseWriter, r *http.Request, c identity.C
 				return
 			}
 			if d == "" {
+				if g.missing(w, r, c, rt) {
+					return
+				}
 				g.app.ServeHTTP(w, r) // distribution answers MANIFEST_UNKNOWN
 				return
 			}
@@ -313,6 +325,9 @@ func (g *Registry) manifest(w http.ResponseWriter, r *http.Request, c identity.C
 				return
 			}
 			if !exists {
+				if g.missing(w, r, c, rt) {
+					return
+				}
 				g.app.ServeHTTP(w, r)
 				return
 			}
@@ -350,6 +365,19 @@ func (g *Registry) manifest(w http.ResponseWriter, r *http.Request, c identity.C
 	default:
 		g.app.ServeHTTP(w, r)
 	}
+}
+
+// missing asks the OnMissing hook about a manifest the registry lacks.
+func (g *Registry) missing(w http.ResponseWriter, r *http.Request, c identity.Caller, rt route) bool {
+	if g.missingHook == nil {
+		return false
+	}
+	msg := g.missingHook(r.Context(), rt.repo, rt.ref, c)
+	if msg == "" {
+		return false
+	}
+	g.deny(w, r, c, rt, rt.ref, msg)
+	return true
 }
 
 func roleName(c identity.Caller) string {
@@ -426,7 +454,7 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, c identit
 			return
 		}
 		if !ValidDigest(rt.ref) {
-			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", fmt.Sprintf("invalid digest %q (supported: sha256, sha512)", rt.ref), nil)
+			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", fmt.Sprintf("invalid digest %q: use sha256:<64 lowercase hex>", rt.ref), nil)
 			return
 		}
 		dgst = computeDigest(strings.SplitN(rt.ref, ":", 2)[0], body)
@@ -556,14 +584,17 @@ func (g *Registry) upload(w http.ResponseWriter, r *http.Request, c identity.Cal
 		g.deny(w, r, c, rt, "", fmt.Sprintf("role %q cannot push; a pusher, scanner or admin token can", roleName(c)))
 		return
 	}
-	q := r.URL.Query()
+	// distribution reads these parameters with FormValue, which prefers a
+	// form-encoded body over the query string (and parses the form of every
+	// upload it resumes anyway); read them the same way, or a mount named in
+	// the body would skip the check made on the query.
 	for _, k := range []string{"digest", "mount"} {
-		if d := q.Get(k); d != "" && !supportedDigest(d) {
+		if d := r.FormValue(k); d != "" && !supportedDigest(d) {
 			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", unsupportedDigest(d), nil)
 			return
 		}
 	}
-	if mount, from := q.Get("mount"), q.Get("from"); r.Method == http.MethodPost && mount != "" && from != "" {
+	if mount, from := r.FormValue("mount"), r.FormValue("from"); r.Method == http.MethodPost && mount != "" && from != "" {
 		if !ValidRepository(from) {
 			writeError(w, http.StatusBadRequest, "NAME_INVALID", fmt.Sprintf("invalid repository name %q in from", from), nil)
 			return

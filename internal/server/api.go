@@ -100,8 +100,17 @@ func (s *Server) api(mux *http.ServeMux) {
 	}))
 }
 
-// authed authenticates the caller and checks allowed (nil: any authenticated caller).
+// authed authenticates the caller, checks allowed (nil: any authenticated
+// caller) and bounds the request body.
 func (s *Server) authed(allowed func(identity.Caller) bool, h func(http.ResponseWriter, *http.Request, identity.Caller)) http.HandlerFunc {
+	return s.authedRaw(allowed, func(w http.ResponseWriter, r *http.Request, c identity.Caller) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
+		h(w, r, c)
+	})
+}
+
+// authedRaw is authed without the body bound (uploads bound themselves).
+func (s *Server) authedRaw(allowed func(identity.Caller) bool, h func(http.ResponseWriter, *http.Request, identity.Caller)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c, has, err := s.Auth.FromRequest(r)
 		if !has {
@@ -120,7 +129,6 @@ func (s *Server) authed(allowed func(identity.Caller) bool, h func(http.Response
 			writeJSONError(w, http.StatusForbidden, "DENIED", fmt.Sprintf("role %q may not do this", c.Role))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
 		h(w, r, c)
 	}
 }

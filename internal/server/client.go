@@ -67,13 +67,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("read answer of %s: %w", c.BaseURL, err)
 	}
 	if resp.StatusCode >= 300 {
-		var e struct {
-			Error APIError `json:"error"`
-		}
-		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
-			return &StatusError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
-		}
-		return &StatusError{Status: resp.StatusCode, Code: "UNKNOWN", Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
+		return decodeStatusError(resp.StatusCode, resp.Status, b, method+" "+path)
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -164,4 +158,20 @@ func (c *Client) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditE
 func (c *Client) VerifyAudit(ctx context.Context) (AuditVerify, error) {
 	var v AuditVerify
 	return v, c.do(ctx, http.MethodGet, "/api/v1/audit/verify", nil, &v)
+}
+
+func decodeStatusError(status int, statusText string, body []byte, what string) error {
+	var e struct {
+		Error APIError `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
+		return &StatusError{Status: status, Code: e.Error.Code, Message: e.Error.Message}
+	}
+	return &StatusError{Status: status, Code: "UNKNOWN", Message: fmt.Sprintf("%s: %s", what, statusText)}
+}
+
+// statusError reads an error answer.
+func statusError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return decodeStatusError(resp.StatusCode, resp.Status, b, resp.Request.Method+" "+resp.Request.URL.Path)
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,8 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/identity"
+	"github.com/airlock-dev/airlock/internal/importer"
+	"github.com/airlock-dev/airlock/internal/pipeline"
 	"github.com/airlock-dev/airlock/internal/registry"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/store/sqlite"
@@ -38,7 +41,11 @@ type Server struct {
 	Store    store.Store
 	Auth     *identity.Authenticator
 	Registry *registry.Registry
+	Importer *importer.Importer
+	Runner   *pipeline.Runner
 	Log      *slog.Logger
+	stop     context.CancelFunc
+	done     chan struct{}
 	handler  http.Handler
 	// AdminTokenCreated is the path of the bootstrap admin token when this start created it.
 	AdminTokenCreated string
@@ -50,7 +57,9 @@ func AdminTokenFile(data string) string { return filepath.Join(data, "admin.toke
 // New opens the store and storage and assembles the handlers.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
-		log = slog.Default()
+		var lvl slog.Level
+		_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -87,10 +96,30 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		UploadSecret:     derive(key, "upload-state"),
 		Logger:           log,
 		Metrics:          registry.NewMetrics(reg),
+		OnMissing:        s.pullThrough,
 	})
 	if err != nil {
 		return nil, err
 	}
+	mappings := map[string]string{}
+	for _, m := range cfg.Import.Mappings {
+		from, to, _ := strings.Cut(m, "=")
+		mappings[from] = to
+	}
+	tmp := filepath.Join(cfg.Data, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, err
+	}
+	s.Importer = &importer.Importer{
+		Store: st, Registry: s.Registry, Host: cfg.RegistryHost, Mappings: mappings,
+		MaxArchive: cfg.Import.MaxArchive, TempDir: tmp, Timeout: cfg.Import.Timeout,
+	}
+	s.Runner = pipeline.NewRunner(st, s.Importer)
+	s.Runner.Workers = int(cfg.Pipeline.Workers)
+	s.Runner.Lease = cfg.Pipeline.Lease
+	s.Runner.StageTimeout = cfg.Pipeline.StageTimeout
+	s.Runner.MaxAttempts = int(cfg.Pipeline.MaxAttempts)
+	s.Runner.Log = log
 	for _, g := range cfg.AllowUnvetted {
 		detail, _ := json.Marshal(map[string]string{"glob": g})
 		if _, err := st.Audit(ctx, store.AuditEntry{Actor: "airlock serve", Action: "serve.allow-unvetted", Subject: g, Detail: detail}); err != nil {
@@ -106,7 +135,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	mux.HandleFunc("/readyz", s.ready)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.api(mux)
+	s.importsAPI(mux)
 	s.handler = mux
+	// Vetting jobs run in the background for as long as the server lives.
+	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop, s.done = stop, make(chan struct{})
+	go func() {
+		defer close(s.done)
+		s.Runner.Run(rctx)
+	}()
 	ok = true
 	return s, nil
 }
@@ -177,8 +214,14 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 // Handler is the server's root handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Close releases the store.
-func (s *Server) Close() error { return s.Store.Close() }
+// Close stops the job runner and releases the store.
+func (s *Server) Close() error {
+	if s.stop != nil {
+		s.stop()
+		<-s.done
+	}
+	return s.Store.Close()
+}
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
