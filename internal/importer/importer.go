@@ -18,7 +18,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/airlock-dev/airlock/internal/pipeline"
 	"github.com/airlock-dev/airlock/internal/registry"
@@ -90,7 +89,7 @@ func (im *Importer) Run(ctx context.Context, job store.Job) (pipeline.Outcome, e
 	if err != nil {
 		var rl *source.RateLimitError
 		if errors.As(err, &rl) {
-			return pipeline.Outcome{}, &pipeline.RetryAfter{After: retryAfter(rl.Err), Err: err}
+			return pipeline.Outcome{}, &pipeline.RetryAfter{After: retryAfter(rl), Err: err}
 		}
 		var ae *source.ArchiveError
 		if errors.As(err, &ae) || errors.Is(err, errBadRequest) {
@@ -107,10 +106,12 @@ func (im *Importer) Run(ctx context.Context, job store.Job) (pipeline.Outcome, e
 
 var errBadRequest = errors.New("bad import request")
 
-func retryAfter(te *transport.Error) time.Duration {
-	// go-containerregistry keeps no headers on its error; a fixed back-off
-	// that grows with attempts is applied by the store's retry delay.
-	_ = te
+// retryAfter is how long to wait after an upstream 429: what its
+// Retry-After said (seconds or an HTTP date), else 30s.
+func retryAfter(rl *source.RateLimitError) time.Duration {
+	if rl.RetryAfter > 0 {
+		return rl.RetryAfter
+	}
 	return 30 * time.Second
 }
 

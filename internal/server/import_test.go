@@ -250,7 +250,7 @@ func TestImportUpstreamFailures(t *testing.T) {
 	}{
 		{"lying upstream", func(up *servertest.Upstream, layer string) { up.Lie(layer) }, "changed in transit"},
 		{"unauthorized", func(up *servertest.Upstream, _ string) { up.RequireLogin("someone", "secret") }, "refused access"},
-		{"rate limited", func(up *servertest.Upstream, _ string) { up.Fail(http.StatusTooManyRequests, "120") }, "rate limit"},
+		{"rate limited", func(up *servertest.Upstream, _ string) { up.Fail(http.StatusTooManyRequests, "120") }, "retry after 2m0s"},
 		{"not found", nil, "not found upstream"},
 		{"unreachable", nil, "connection refused"},
 	} {

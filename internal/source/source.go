@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -177,10 +179,48 @@ func RemoteOptions(ctx context.Context, o Options) []remote.Option {
 		}
 		opts = append(opts, remote.WithAuthFromKeychain(kc))
 	}
-	if o.Transport != nil {
-		opts = append(opts, remote.WithTransport(o.Transport))
+	base := o.Transport
+	if base == nil {
+		base = remote.DefaultTransport
 	}
-	return opts
+	return append(opts, remote.WithTransport(&retryAfterRecorder{base: base}))
+}
+
+// retryAfterRecorder remembers the last Retry-After an upstream sent, which
+// go-containerregistry's errors do not carry, so a rate-limited import is
+// retried when the upstream asked rather than at a guess.
+type retryAfterRecorder struct {
+	base http.RoundTripper
+}
+
+// lastRetryAfter is per process: the job runner retries through the store.
+var lastRetryAfter sync.Map // host → time.Duration
+
+func (t *retryAfterRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(r)
+	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
+		if d := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
+			lastRetryAfter.Store(r.URL.Host, d)
+		}
+	}
+	return resp, err
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date, capped at an hour.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	if d <= 0 {
+		return 0
+	}
+	return min(d, time.Hour)
 }
 
 func (s Source) openRemote(ctx context.Context, o Options) (*Artifact, error) {
@@ -244,7 +284,13 @@ func UpstreamError(ref string, err error) error {
 		case http.StatusNotFound:
 			return fmt.Errorf("%s: not found upstream (404): check the repository and tag", ref)
 		case http.StatusTooManyRequests:
-			return &RateLimitError{Ref: ref, Err: te}
+			rl := &RateLimitError{Ref: ref, Err: te}
+			if te.Request != nil {
+				if d, ok := lastRetryAfter.Load(te.Request.URL.Host); ok {
+					rl.RetryAfter = d.(time.Duration)
+				}
+			}
+			return rl
 		}
 		return fmt.Errorf("%s: upstream error %d: %v", ref, te.StatusCode, te)
 	}
@@ -253,11 +299,15 @@ func UpstreamError(ref string, err error) error {
 
 // RateLimitError is an upstream 429.
 type RateLimitError struct {
-	Ref string
-	Err *transport.Error
+	Ref        string
+	Err        *transport.Error
+	RetryAfter time.Duration // what the upstream's Retry-After asked for, if anything
 }
 
 func (e *RateLimitError) Error() string {
+	if e.RetryAfter > 0 {
+		return fmt.Sprintf("%s: upstream rate limit (429); it asks to retry after %s", e.Ref, e.RetryAfter)
+	}
 	return fmt.Sprintf("%s: upstream rate limit (429); try again later", e.Ref)
 }
 
@@ -276,18 +326,41 @@ func openLayout(dir, tag string, platform *v1.Platform, cleanup func()) (*Artifa
 	}
 	var pick *v1.Descriptor
 	var names []string
+	// An exact name wins; otherwise a tag may match the end of a full
+	// reference, and must then match only one image.
+	var exact, suffix []int
 	for i, m := range im.Manifests {
 		n := m.Annotations["org.opencontainers.image.ref.name"]
 		if n != "" {
 			names = append(names, n)
 		}
-		if tag != "" && (n == tag || strings.HasSuffix(n, ":"+tag)) {
-			pick = &im.Manifests[i]
+		switch {
+		case tag == "":
+		case n == tag:
+			exact = append(exact, i)
+		case strings.HasSuffix(n, ":"+tag):
+			suffix = append(suffix, i)
 		}
+	}
+	matches := exact
+	if len(matches) == 0 {
+		matches = suffix
+	}
+	for _, i := range matches {
+		if pick != nil && im.Manifests[i].Digest != pick.Digest {
+			var candidates []string
+			for _, j := range matches {
+				candidates = append(candidates, im.Manifests[j].Annotations["org.opencontainers.image.ref.name"])
+			}
+			return nil, fmt.Errorf("%s has %d images named %q; give the full name (one of: %s)", dir, len(matches), tag, strings.Join(candidates, ", "))
+		}
+		pick = &im.Manifests[i]
 	}
 	switch {
 	case tag != "" && pick == nil:
 		return nil, fmt.Errorf("%s has no image named %q (it has: %s)", dir, tag, strings.Join(names, ", "))
+	case tag == "" && len(im.Manifests) == 0:
+		return nil, fmt.Errorf("%s holds no images", dir)
 	case tag == "" && len(im.Manifests) == 1:
 		pick = &im.Manifests[0]
 	case tag == "":
