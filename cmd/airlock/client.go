@@ -324,7 +324,7 @@ func newShow() *cobra.Command {
 				fmt.Fprintf(w, "Child:        %s %s\n", ch.Digest, p)
 			}
 			if len(img.Source) > 0 {
-				fmt.Fprintf(w, "Source:       %s\n", string(img.Source))
+				printSource(w, img.Source)
 			}
 			fmt.Fprintln(w, "History:")
 			for _, t := range img.History {
@@ -390,4 +390,63 @@ func newAudit() *cobra.Command {
 	serverFlag(verify, &srv)
 	cmd.AddCommand(list, verify)
 	return cmd
+}
+
+// printSource shows the documented source of an imported digest.
+func printSource(w io.Writer, raw json.RawMessage) {
+	var im store.Import
+	if err := json.Unmarshal(raw, &im); err != nil || im.Reference == "" {
+		fmt.Fprintf(w, "Source:       %s\n", string(raw))
+		return
+	}
+	fmt.Fprintf(w, "Source:       %s (as given: %s)\n", im.Normalized, im.Reference)
+	fmt.Fprintf(w, "  transport:  %s\n", im.Transport)
+	if im.Registry != "" {
+		fmt.Fprintf(w, "  upstream:   %s\n", im.Registry)
+	}
+	fmt.Fprintf(w, "  resolved:   %s by %s\n", im.ResolvedAt.UTC().Format(time.RFC3339), im.Actor)
+	if im.Platform != "" {
+		fmt.Fprintf(w, "  platform:   narrowed to %s\n", im.Platform)
+	}
+	if im.TagMoved {
+		fmt.Fprintf(w, "  TAG MOVED:  %s resolved to %s before\n", im.Normalized, im.PreviousDigest)
+	}
+	var facts struct {
+		Images []struct {
+			Digest   string            `json:"digest"`
+			Platform string            `json:"platform"`
+			Created  *time.Time        `json:"created"`
+			Author   string            `json:"author"`
+			Labels   map[string]string `json:"labels"`
+			History  []struct {
+				CreatedBy string `json:"createdBy"`
+			} `json:"history"`
+		} `json:"images"`
+		Attachments []struct {
+			Kind   string `json:"kind"`
+			Digest string `json:"digest"`
+		} `json:"attachments"`
+	}
+	if json.Unmarshal(im.Facts, &facts) != nil {
+		return
+	}
+	for _, f := range facts.Images {
+		line := "  image:      " + f.Digest
+		if f.Platform != "" {
+			line += " " + f.Platform
+		}
+		if f.Created != nil {
+			line += ", created " + f.Created.UTC().Format(time.RFC3339)
+		}
+		if f.Author != "" {
+			line += ", by " + f.Author
+		}
+		fmt.Fprintln(w, line+fmt.Sprintf(", %d history steps, %d labels", len(f.History), len(f.Labels)))
+	}
+	for _, a := range facts.Attachments {
+		fmt.Fprintf(w, "  upstream %s found (not verified): %s\n", a.Kind, a.Digest)
+	}
+	if len(facts.Attachments) == 0 && im.Transport == "registry" {
+		fmt.Fprintln(w, "  upstream signatures: none found")
+	}
 }
