@@ -15,6 +15,17 @@ TOOLS=(
   "registry|github.com/distribution/distribution/v3/cmd/registry|v3.1.2"
 )
 
+# Debian packages the tests read binaries from, at exact versions.
+DEBS=("busybox-static=1:1.35.0-4+deb12u1+b1")
+if [ ! -x /bin/busybox ] && command -v apt-get >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing ${DEBS[*]}" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${DEBS[@]}") >&2
+  else
+    echo "note: run as root or install ${DEBS[*]} for the busybox image tests" >&2
+  fi
+fi
+
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
 for t in "${TOOLS[@]}"; do
