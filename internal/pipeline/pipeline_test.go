@@ -176,4 +176,3 @@ func (slowStep) Run(ctx context.Context, _ store.Job) (pipeline.Outcome, error) 
 	<-ctx.Done()
 	return pipeline.Outcome{}, ctx.Err()
 }
-
