@@ -199,8 +199,12 @@ var lastRetryAfter sync.Map // host → time.Duration
 func (t *retryAfterRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(r)
 	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
+		// Only the latest 429 speaks: one without a delay must not report
+		// the delay an earlier one asked for.
 		if d := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
 			lastRetryAfter.Store(r.URL.Host, d)
+		} else {
+			lastRetryAfter.Delete(r.URL.Host)
 		}
 	}
 	return resp, err
