@@ -17,6 +17,14 @@ import (
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
+// ResolveTag returns the digest tag points to in repo, or "" if there is no such tag.
+func (g *Registry) ResolveTag(ctx context.Context, repo, tag string) (string, error) {
+	if !ValidRepository(repo) || !ValidTag(tag) {
+		return "", nil
+	}
+	return g.resolveTag(ctx, repo, tag)
+}
+
 // Progress reports bytes of one blob copied so far.
 type Progress func(blob string, done, total int64)
 

@@ -55,3 +55,9 @@ func (c *Client) Jobs(ctx context.Context, f store.JobFilter) ([]store.Job, erro
 	var js []store.Job
 	return js, c.do(ctx, http.MethodGet, "/api/v1/jobs?"+q.Encode(), nil, &js)
 }
+
+// Resolve maps image references to their approved private digests.
+func (c *Client) Resolve(ctx context.Context, items []ResolveItem) ([]Resolution, error) {
+	var out []Resolution
+	return out, c.do(ctx, http.MethodPost, "/api/v1/resolve", ResolveRequest{References: items}, &out)
+}

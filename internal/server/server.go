@@ -136,6 +136,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.api(mux)
 	s.importsAPI(mux)
+	s.resolveAPI(mux)
 	s.handler = mux
 	// Vetting jobs run in the background for as long as the server lives.
 	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
