@@ -34,7 +34,7 @@ var (
 	// separators, as the distribution spec defines it.
 	repoRE      = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
 	tagRE       = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
-	uploadRE    = regexp.MustCompile(`^/v2/(.+)/blobs/uploads/?([^/]*)$`)
+	uploadRE    = regexp.MustCompile(`^/v2/(.+)/blobs/uploads(?:/([^/]*))?$`)
 	tagsRE      = regexp.MustCompile(`^/v2/(.+)/tags/list$`)
 	manifestRE  = regexp.MustCompile(`^/v2/(.+)/manifests/([^/]+)$`)
 	blobRE      = regexp.MustCompile(`^/v2/(.+)/blobs/([^/]+)$`)
