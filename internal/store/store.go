@@ -210,6 +210,7 @@ type Store interface {
 
 	Imports
 	Jobs
+	Decisions
 
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error

@@ -302,46 +302,68 @@ func fillImage(ctx context.Context, q querier, img *store.Image) error {
 // An expiry in the past is accepted (the approval is then never servable);
 // rejecting bad user input is the caller's job, recording decisions is ours.
 func (s *Store) Transition(ctx context.Context, digest string, to store.State, actor, reason string, expires *time.Time) (store.Image, error) {
-	if to != store.Approved {
-		expires = nil
-	}
-	now := s.now()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var from store.State
-		err := tx.QueryRowContext(ctx, `SELECT state FROM images WHERE digest = ?`, digest).Scan(&from)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("image %s: %w", digest, store.ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("transition %s: %w", digest, err)
-		}
-		if err := store.CheckTransition(digest, from, to); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE images SET state = ?, expires = ?, updated_at = ? WHERE digest = ?`,
-			to, nullNanos(expires), nanos(now), digest); err != nil {
-			return fmt.Errorf("transition %s to %s: %w", digest, to, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO transitions (digest, from_state, to_state, actor, reason, at, expires)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, digest, from, to, actor, reason, nanos(now), nullNanos(expires)); err != nil {
-			return fmt.Errorf("transition %s to %s: %w", digest, to, err)
-		}
-		detail, err := json.Marshal(struct {
-			From    store.State `json:"from"`
-			To      store.State `json:"to"`
-			Reason  string      `json:"reason"`
-			Expires *time.Time  `json:"expires,omitempty"`
-		}{from, to, reason, utcPtr(expires)})
-		if err != nil {
-			return fmt.Errorf("transition %s to %s: %w", digest, to, err)
-		}
-		_, err = s.appendAudit(ctx, tx, store.AuditEntry{Actor: actor, Action: "state." + string(to), Subject: digest, Detail: detail})
-		return err
+		return s.transitionTx(ctx, tx, digest, to, actor, reason, expires)
 	})
 	if err != nil {
 		return store.Image{}, err
 	}
 	return s.Image(ctx, digest)
+}
+
+// transitionTx moves digest to state to inside tx: state, history, audit,
+// and what hangs on the decision: pending approvals are consumed (approved)
+// or voided (rejected), and a revocation is recorded on every attestation.
+func (s *Store) transitionTx(ctx context.Context, tx *sql.Tx, digest string, to store.State, actor, reason string, expires *time.Time) error {
+	if to != store.Approved {
+		expires = nil
+	}
+	now := s.now()
+	var from store.State
+	err := tx.QueryRowContext(ctx, `SELECT state FROM images WHERE digest = ?`, digest).Scan(&from)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("image %s: %w", digest, store.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("transition %s: %w", digest, err)
+	}
+	if err := store.CheckTransition(digest, from, to); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE images SET state = ?, expires = ?, updated_at = ? WHERE digest = ?`,
+		to, nullNanos(expires), nanos(now), digest); err != nil {
+		return fmt.Errorf("transition %s to %s: %w", digest, to, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO transitions (digest, from_state, to_state, actor, reason, at, expires)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, digest, from, to, actor, reason, nanos(now), nullNanos(expires)); err != nil {
+		return fmt.Errorf("transition %s to %s: %w", digest, to, err)
+	}
+	switch to {
+	case store.Approved, store.Rejected:
+		outcome := store.ApprovalVoid
+		if to == store.Approved {
+			outcome = store.ApprovalApproved
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE approvals SET outcome = ? WHERE digest = ? AND outcome = 'pending'`, outcome, digest); err != nil {
+			return fmt.Errorf("transition %s to %s: approvals: %w", digest, to, err)
+		}
+	case store.Revoked:
+		if _, err := tx.ExecContext(ctx, `UPDATE attestations SET revoked_at = ?, revoked_by = ?, revoke_reason = ?
+			WHERE digest = ? AND revoked_at IS NULL`, nanos(now), actor, reason, digest); err != nil {
+			return fmt.Errorf("transition %s to %s: attestations: %w", digest, to, err)
+		}
+	}
+	detail, err := json.Marshal(struct {
+		From    store.State `json:"from"`
+		To      store.State `json:"to"`
+		Reason  string      `json:"reason"`
+		Expires *time.Time  `json:"expires,omitempty"`
+	}{from, to, reason, utcPtr(expires)})
+	if err != nil {
+		return fmt.Errorf("transition %s to %s: %w", digest, to, err)
+	}
+	_, err = s.appendAudit(ctx, tx, store.AuditEntry{Actor: actor, Action: "state." + string(to), Subject: digest, Detail: detail})
+	return err
 }
 
 func utcPtr(t *time.Time) *time.Time {

@@ -151,4 +151,37 @@ CREATE INDEX jobs_digest ON jobs (digest, id);
 -- At most one live job per key, whoever enqueues it.
 CREATE UNIQUE INDEX jobs_live_key ON jobs (key) WHERE key <> '' AND state IN ('queued', 'running');
 `,
+	// 3: approvals (N distinct approvers) and the attestations signed on approval.
+	`
+CREATE TABLE approvals (
+	id      INTEGER PRIMARY KEY AUTOINCREMENT,
+	digest  TEXT NOT NULL REFERENCES images (digest),
+	actor   TEXT NOT NULL,
+	reason  TEXT NOT NULL,
+	at      INTEGER NOT NULL,
+	expires INTEGER,
+	outcome TEXT NOT NULL CHECK (outcome IN ('pending', 'approved', 'void')),
+	policy  TEXT
+);
+CREATE INDEX approvals_digest ON approvals (digest, id);
+-- One pending approval per approver: N approvals must come from N people.
+CREATE UNIQUE INDEX approvals_pending ON approvals (digest, actor) WHERE outcome = 'pending';
+
+CREATE TABLE attestations (
+	repository     TEXT NOT NULL,
+	manifest       TEXT NOT NULL,
+	digest         TEXT NOT NULL REFERENCES images (digest),
+	tag            TEXT NOT NULL,
+	predicate_type TEXT NOT NULL,
+	envelope       TEXT NOT NULL,
+	key_id         TEXT NOT NULL,
+	created_at     INTEGER NOT NULL,
+	expires        INTEGER,
+	revoked_at     INTEGER,
+	revoked_by     TEXT NOT NULL DEFAULT '',
+	revoke_reason  TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (repository, manifest)
+) WITHOUT ROWID;
+CREATE INDEX attestations_digest ON attestations (digest, created_at);
+`,
 }

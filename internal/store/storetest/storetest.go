@@ -89,6 +89,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, tamper Tamper) {
 		{"Jobs/Done", testJobDone},
 		{"Jobs/FinishInvalid", testJobFinishInvalid},
 		{"Jobs/ConcurrentLeasing", testJobConcurrentLeasing},
+		{"Approvals/Quorum", testApprovalQuorum},
+		{"Approvals/RefusedAndVoid", testApprovalRefusedAndVoid},
+		{"Approvals/Concurrent", testApprovalConcurrent},
+		{"Attestations", testAttestations},
 		{"Ping", testPing},
 	}
 	for _, tc := range tests {
