@@ -77,8 +77,10 @@ type Authenticator struct {
 	TTL   time.Duration // lifetime of issued bearer tokens
 	Now   func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]cached // hash → verified token, for a few seconds
+	mu      sync.Mutex
+	cache   map[string]cached // hash → verified token, for a few seconds
+	names   map[string]store.Token
+	namesAt time.Time // when names was read from the store
 }
 
 type cached struct {
@@ -143,7 +145,32 @@ func (a *Authenticator) VerifySecret(ctx context.Context, name, secret string) (
 func (a *Authenticator) Forget() {
 	a.mu.Lock()
 	a.cache = nil
+	a.names = nil
 	a.mu.Unlock()
+}
+
+// live reports whether the API token named name still stands (not revoked,
+// not expired): a bearer token issued from it lives no longer than it does.
+func (a *Authenticator) live(ctx context.Context, name string) (bool, error) {
+	now := a.now()
+	a.mu.Lock()
+	names, at := a.names, a.namesAt
+	a.mu.Unlock()
+	if names == nil || now.Sub(at) > cacheFor || now.Before(at) {
+		toks, err := a.Store.Tokens(ctx)
+		if err != nil {
+			return false, fmt.Errorf("verify token: %w", err)
+		}
+		names = make(map[string]store.Token, len(toks))
+		for _, t := range toks {
+			names[t.Name] = t
+		}
+		a.mu.Lock()
+		a.names, a.namesAt = names, now
+		a.mu.Unlock()
+	}
+	t, ok := names[name]
+	return ok && !t.Revoked && (t.ExpiresAt == nil || now.Before(*t.ExpiresAt)), nil
 }
 
 type claims struct {
@@ -220,7 +247,20 @@ func (a *Authenticator) FromRequest(r *http.Request) (c Caller, ok bool, err err
 		return c, true, err
 	}
 	c, err = a.verifyIssued(tok)
-	return c, true, err
+	if err != nil || c == Anonymous {
+		return c, true, err
+	}
+	// Checked even if the client has gone: the caller may still audit its request.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel()
+	alive, err := a.live(ctx, c.Name)
+	if err != nil {
+		return Caller{}, true, err
+	}
+	if !alive {
+		return Caller{}, true, ErrUnauthenticated
+	}
+	return c, true, nil
 }
 
 // LoadOrCreateKey reads the HMAC key file, creating a random one (mode 0600) if missing.

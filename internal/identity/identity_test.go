@@ -67,6 +67,7 @@ func basic(user, pass string) string {
 func TestIssuedTokens(t *testing.T) {
 	f := newFixture(t)
 	a := f.auth
+	f.token(t, "ci", store.RolePusher, nil)
 	tok, ttl, err := a.Issue(Caller{Name: "ci", Role: store.RolePusher})
 	if err != nil || ttl != time.Minute {
 		t.Fatalf("issue: %v, ttl %v", err, ttl)
@@ -300,5 +301,31 @@ func TestLoadOrCreateKey(t *testing.T) {
 	}
 	if _, err := LoadOrCreateKey(filepath.Join(t.TempDir(), "missing-dir", "token.key")); err == nil {
 		t.Error("key in a missing directory: no error")
+	}
+}
+
+// A bearer token issued from an API token dies with it: revoking the API
+// token refuses the bearer at once on this replica.
+func TestIssuedTokenDiesWithItsSource(t *testing.T) {
+	f := newFixture(t)
+	a := f.auth
+	f.token(t, "ci", store.RolePusher, nil)
+	tok, _, err := a.Issue(Caller{Name: "ci", Role: store.RolePusher})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.FromRequest(request("Bearer " + tok)); err != nil {
+		t.Fatalf("live source: %v", err)
+	}
+	if err := f.store.RevokeToken(context.Background(), "ci", "test"); err != nil {
+		t.Fatal(err)
+	}
+	a.Forget()
+	if _, _, err := a.FromRequest(request("Bearer " + tok)); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("bearer of a revoked token accepted: %v", err)
+	}
+	other, _, _ := a.Issue(Caller{Name: "never-created", Role: store.RoleAdmin})
+	if _, _, err := a.FromRequest(request("Bearer " + other)); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("bearer naming no token accepted: %v", err)
 	}
 }

@@ -335,6 +335,13 @@ func (g *Registry) manifest(w http.ResponseWriter, r *http.Request, c identity.C
 			state = store.Quarantined
 		}
 		if state == store.Approved {
+			if dgst != rt.ref {
+				// Serve exactly the digest that was checked: the tag could
+				// move between the check and distribution's own lookup.
+				r = r.Clone(r.Context())
+				r.URL.Path = strings.TrimSuffix(r.URL.Path, rt.ref) + dgst
+				r.URL.RawPath = ""
+			}
 			g.app.ServeHTTP(w, r)
 			return
 		}

@@ -49,6 +49,8 @@ type Server struct {
 	handler  http.Handler
 	// AdminTokenCreated is the path of the bootstrap admin token when this start created it.
 	AdminTokenCreated string
+	// Decider evaluates the policy, records approvals and signs attestations.
+	Decider *Decider
 }
 
 // AdminTokenFile is where the bootstrap admin token is written on first start.
@@ -83,6 +85,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err := s.bootstrapAdmin(ctx); err != nil {
 		return nil, err
 	}
+	if s.Decider, err = newDecider(cfg, st, log); err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.Registry, err = registry.New(ctx, registry.Options{
@@ -114,7 +119,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		Store: st, Registry: s.Registry, Host: cfg.RegistryHost, Mappings: mappings,
 		MaxArchive: cfg.Import.MaxArchive, TempDir: tmp, Timeout: cfg.Import.Timeout,
 	}
-	s.Runner = pipeline.NewRunner(st, s.Importer)
+	s.Runner = pipeline.NewRunner(st, s.Importer, s.decideStep())
 	s.Runner.Workers = int(cfg.Pipeline.Workers)
 	s.Runner.Lease = cfg.Pipeline.Lease
 	s.Runner.StageTimeout = cfg.Pipeline.StageTimeout
@@ -128,8 +133,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		log.Warn("repositories skip vetting", "glob", g)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/v2/", s.Registry)
-	mux.Handle("/v2", s.Registry)
 	mux.HandleFunc("/token", s.token)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", s.ready)
@@ -137,7 +140,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.api(mux)
 	s.importsAPI(mux)
 	s.resolveAPI(mux)
-	s.handler = mux
+	s.decisionsAPI(mux)
+	// The registry takes every /v2 path as sent: ServeMux would answer an
+	// unclean path (a/../b, a//b) with a redirect instead of an OCI error.
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2" || strings.HasPrefix(r.URL.Path, "/v2/") {
+			s.Registry.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 	// Vetting jobs run in the background for as long as the server lives.
 	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop, s.done = stop, make(chan struct{})
