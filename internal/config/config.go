@@ -47,6 +47,29 @@ type Config struct {
 	Storage  Storage  `yaml:"storage"`
 	Store    Store    `yaml:"store"`
 	Log      Log      `yaml:"log"`
+	Signing  Signing  `yaml:"signing"`
+	Policy   Policy   `yaml:"policy"`
+	Approval Approval `yaml:"approval"`
+}
+
+// Signing configures the key that signs approval attestations.
+type Signing struct {
+	// KeyFile is a PEM private key (ECDSA P-256 or Ed25519); when empty,
+	// DATA/signing.key is used, created on first start.
+	KeyFile string `yaml:"keyFile" help:"PEM private key that signs approval attestations (default DATA/signing.key, created on first start)"`
+}
+
+// Policy selects the decision policy.
+type Policy struct {
+	// File is a YAML policy with CEL rules; empty means the embedded strict default.
+	File string `yaml:"file" help:"policy file (YAML with CEL rules; default: the embedded strict policy)"`
+}
+
+// Approval configures the human approval workflow.
+type Approval struct {
+	// Required lists "GLOB=N": digests in a repository matching GLOB need N
+	// distinct approvers. The first matching entry wins; default 1.
+	Required []string `yaml:"required" help:"distinct approvers a repository needs, GLOB=N (repeatable; first match wins; default 1)"`
 }
 
 // TLS certificate and key for the main listener.
@@ -277,6 +300,13 @@ func (c *Config) finish() error {
 	}
 	if c.Pipeline.Workers <= 0 || c.Pipeline.MaxAttempts <= 0 || c.Pipeline.Lease <= 0 || c.Pipeline.StageTimeout <= 0 {
 		return fmt.Errorf("pipeline workers, maxAttempts, lease and stageTimeout must be positive")
+	}
+	for _, r := range c.Approval.Required {
+		g, n, ok := strings.Cut(r, "=")
+		k, err := strconv.Atoi(n)
+		if !ok || g == "" || err != nil || k < 1 || k > 100 {
+			return fmt.Errorf("approval.required %q: want GLOB=N with N from 1 to 100, e.g. 'prod/**=2'", r)
+		}
 	}
 	for _, u := range c.ForeignLayerURLs {
 		if _, err := regexp.Compile(u); err != nil {

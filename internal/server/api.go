@@ -221,47 +221,6 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request, _ identity.C
 	writeJSON(w, http.StatusOK, imgs)
 }
 
-func (s *Server) decide(w http.ResponseWriter, r *http.Request, c identity.Caller) {
-	to := map[string]store.State{"approve": store.Approved, "reject": store.Rejected, "revoke": store.Revoked}[r.PathValue("action")]
-	if to == "" {
-		writeJSONError(w, http.StatusNotFound, "NOT_FOUND", "unknown action; use approve, reject or revoke")
-		return
-	}
-	dgst := r.PathValue("digest")
-	if !registry.ValidDigest(dgst) {
-		writeJSONError(w, http.StatusBadRequest, "BAD_REQUEST", fmt.Sprintf("%q is not a digest (sha256:<64 hex>)", dgst))
-		return
-	}
-	var req DecisionRequest
-	if !decode(w, r, &req) {
-		return
-	}
-	if req.Reason == "" {
-		writeJSONError(w, http.StatusBadRequest, "BAD_REQUEST", "a reason is required (--reason TEXT)")
-		return
-	}
-	var exp *time.Time
-	if req.Expires != "" {
-		if to != store.Approved {
-			writeJSONError(w, http.StatusBadRequest, "BAD_REQUEST", "only an approval can expire")
-			return
-		}
-		d, err := ParseLifetime(req.Expires)
-		if err != nil {
-			writeJSONError(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())
-			return
-		}
-		t := time.Now().UTC().Add(d)
-		exp = &t
-	}
-	img, err := s.Store.Transition(r.Context(), dgst, to, c.Name, req.Reason, exp)
-	if err != nil {
-		s.storeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, img)
-}
-
 func (s *Server) audit(w http.ResponseWriter, r *http.Request, _ identity.Caller) {
 	q := r.URL.Query()
 	f := store.AuditFilter{Subject: q.Get("subject"), Action: q.Get("action")}

@@ -85,9 +85,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err := s.bootstrapAdmin(ctx); err != nil {
 		return nil, err
 	}
-	if s.Decider, err = newDecider(cfg, st, log); err != nil {
-		return nil, err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.Registry, err = registry.New(ctx, registry.Options{
@@ -118,6 +115,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Importer = &importer.Importer{
 		Store: st, Registry: s.Registry, Host: cfg.RegistryHost, Mappings: mappings,
 		MaxArchive: cfg.Import.MaxArchive, TempDir: tmp, Timeout: cfg.Import.Timeout,
+	}
+	if s.Decider, err = newDecider(cfg, st, s.Registry, log); err != nil {
+		return nil, err
 	}
 	s.Runner = pipeline.NewRunner(st, s.Importer, s.decideStep())
 	s.Runner.Workers = int(cfg.Pipeline.Workers)

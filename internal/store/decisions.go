@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 )
@@ -78,4 +80,14 @@ type Decisions interface {
 	// Attestations lists the attestations of a digest, newest first. Revoking
 	// the digest (Transition to Revoked) marks them revoked.
 	Attestations(ctx context.Context, digest string) ([]Attestation, error)
+}
+
+// DigestOf is the sha256 digest of a recorded JSON document (compacted
+// first, so the digest does not depend on whitespace).
+func DigestOf(doc json.RawMessage) string {
+	if c, err := CompactDetail(doc); err == nil {
+		doc = c
+	}
+	sum := sha256.Sum256(doc)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
