@@ -160,22 +160,13 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 
-	// Path traversal spelled out is cleaned by the HTTP mux before the registry
-	// sees it: the answer is a redirect to the clean path, never a write.
+	// Path traversal spelled out reaches the gate as sent and is refused as
+	// an invalid name: never a redirect, never a write.
 	for _, p := range []string{"/v2/bad/../input/manifests/t", "/v2/bad//input/manifests/t", "/v2/bad/./input/manifests/t"} {
 		t.Run("unclean path "+p, func(t *testing.T) {
 			resp := in.Do(t, servertest.Request{Method: http.MethodPut, Path: p, User: "pusher", Token: pusher,
 				Header: map[string]string{"Content-Type": ociManifestType}, Body: good})
-			if resp.Status < 300 || resp.Status >= 500 {
-				t.Fatalf("PUT %s: %d %s", p, resp.Status, resp.Body)
-			}
-			if resp.Status < 400 {
-				if loc := resp.Header.Get("Location"); loc == "" || strings.Contains(loc, "..") || strings.Contains(loc, "//") || strings.Contains(loc, "/./") {
-					t.Errorf("PUT %s: redirect to %q", p, loc)
-				}
-			} else {
-				checkOCIError(t, resp, http.StatusBadRequest, "NAME_INVALID")
-			}
+			checkOCIError(t, resp, http.StatusBadRequest, "NAME_INVALID")
 			assertNothingStored(t, in, 0, repo, "t", servertest.Digest(good))
 		})
 	}
