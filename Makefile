@@ -26,3 +26,5 @@ fuzz:
 
 bench:
 	@TOOLS=$$(.ci/tools.sh) && PATH="$$TOOLS:$$PATH" $(GO) run ./bench/registry
+
+bench-import: ; @TOOLS=$$(.ci/tools.sh) && PATH="$$TOOLS:$$PATH" $(GO) run ./bench/import
