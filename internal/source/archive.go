@@ -48,6 +48,12 @@ func member(archive string, h *tar.Header) (string, error) {
 	if h.Size < 0 {
 		return "", bad("negative size")
 	}
+	// archive/tar expands GNU's PAX sparse formats into a regular member.
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return "", bad("sparse files are not accepted")
+		}
+	}
 	switch h.Typeflag {
 	case tar.TypeReg, tar.TypeDir:
 	case tar.TypeSymlink:
@@ -143,11 +149,14 @@ func ExtractArchive(archive, dir string, max int64) error {
 		}
 		switch h.Typeflag {
 		case tar.TypeDir:
-			return mkdirAll(root, name)
+			if err := mkdirAll(root, name); err != nil {
+				return &ArchiveError{Path: archive, Member: h.Name, Reason: err.Error()}
+			}
+			return nil
 		case tar.TypeReg:
 			if d := path.Dir(name); d != "." {
 				if err := mkdirAll(root, d); err != nil {
-					return err
+					return &ArchiveError{Path: archive, Member: h.Name, Reason: err.Error()}
 				}
 			}
 			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

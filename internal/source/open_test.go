@@ -1,10 +1,12 @@
 package source
 
 import (
+	"archive/tar"
 	"context"
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -134,8 +136,6 @@ func TestOpen(t *testing.T) {
 		{"registry/index by digest", s.registry + "@" + indexD.String(), nil, index},
 		{"registry/narrowed", s.registry + ":multi", arm64, narrowed},
 		{"registry/narrowed amd64", s.registry + ":multi", &v1.Platform{OS: "linux", Architecture: "amd64"}, amd64Narrowed},
-		// A platform asked of a single image changes nothing.
-		{"registry/single with platform", s.registry + ":single", arm64, single},
 		{"oci-layout/only image", "oci-layout:" + s.layoutSingle, nil, single},
 		{"oci-layout/tag", "oci-layout:" + s.layoutMulti + ":single", nil, single},
 		{"oci-layout/index", "oci-layout:" + s.layoutMulti + ":multi", nil, index},
@@ -619,5 +619,75 @@ func TestParseRetryAfter(t *testing.T) {
 		if got := parseRetryAfter(tc.v, now); got != tc.want {
 			t.Errorf("parseRetryAfter(%q) = %s, want %s", tc.v, got, tc.want)
 		}
+	}
+}
+
+// TestOpenDockerSaveLayouts covers what `docker save` writes besides
+// go-containerregistry's own format: Docker 25+ puts blobs in an OCI layout
+// and points the legacy <id>/layer.tar at them with relative symlinks, which
+// CheckArchive must accept; a symlink loop must fail cleanly.
+func TestOpenDockerSaveLayouts(t *testing.T) {
+	ti := fixtures(t)
+	cfg, err := ti.single.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := ti.single.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := layers[0].Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgHex, layerHex := sha256Hex(cfg), sha256Hex(blob)
+	manifest := `[{"Config":"blobs/sha256/` + cfgHex + `","RepoTags":["example.com/app:1"],"Layers":["` + layerHex + `/layer.tar"]}]`
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name    string
+		members []tarMember
+		wantErr string
+	}{
+		{name: "docker 25", members: []tarMember{
+			{Name: "blobs/", Type: tar.TypeDir},
+			{Name: "blobs/sha256/", Type: tar.TypeDir},
+			{Name: "blobs/sha256/" + cfgHex, Type: tar.TypeReg, Body: cfg},
+			{Name: "blobs/sha256/" + layerHex, Type: tar.TypeReg, Body: blob},
+			{Name: layerHex + "/", Type: tar.TypeDir},
+			{Name: layerHex + "/layer.tar", Type: tar.TypeSymlink, Link: "../blobs/sha256/" + layerHex},
+			{Name: "manifest.json", Type: tar.TypeReg, Body: []byte(manifest)},
+		}},
+		{name: "symlink loop", members: []tarMember{
+			{Name: "manifest.json", Type: tar.TypeSymlink, Link: "other.json"},
+			{Name: "other.json", Type: tar.TypeSymlink, Link: "manifest.json"},
+		}, wantErr: "is not a usable docker save archive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".tar")
+			if err := os.WriteFile(path, tarBytes(tc.members...), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			src, err := Parse("docker-archive:"+path, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := src.Open(t.Context(), anon)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Open error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			checkArtifact(t, a, want{digest: mustDigest(t, ti.single), machine: elf.EM_X86_64,
+				platforms: []string{"linux/amd64"}, images: []v1.Image{ti.single}})
+		})
 	}
 }
