@@ -68,7 +68,7 @@ func (Compose) Find(content []byte) ([]Ref, error) {
 			}
 		}
 	}
-	return refs, nil
+	return spanned(refs), nil
 }
 
 func imageArg(k string) bool {

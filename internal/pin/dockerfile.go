@@ -302,7 +302,7 @@ func (Dockerfile) Find(content []byte) ([]Ref, error) {
 			}
 		}
 	}
-	return refs, nil
+	return spanned(refs), nil
 }
 
 // dfImage makes a Ref of an image named in a FROM or --from: earlier stages

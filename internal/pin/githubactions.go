@@ -72,5 +72,5 @@ func (GitHubActions) Find(content []byte) ([]Ref, error) {
 			steps(get(runs, "steps"))
 		}
 	}
-	return refs, nil
+	return spanned(refs), nil
 }

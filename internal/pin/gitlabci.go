@@ -83,5 +83,5 @@ func (GitLabCI) Find(content []byte) ([]Ref, error) {
 			}
 		}
 	}
-	return refs, nil
+	return spanned(refs), nil
 }

@@ -56,7 +56,7 @@ func (Helm) Find(content []byte) ([]Ref, error) {
 			}
 		})
 	}
-	return refs, nil
+	return spanned(refs), nil
 }
 
 func (f *yamlFile) helmImage(m *yaml.Node) (Ref, bool) {

@@ -34,7 +34,7 @@ func findManifests(content []byte, want func(apiVersion string) bool) ([]Ref, er
 	f, err := parseYAML(content)
 	if err != nil {
 		if isTemplate(content) {
-			return templateImageLines(content), nil
+			return spanned(templateImageLines(content)), nil
 		}
 		return nil, err
 	}
@@ -47,7 +47,7 @@ func findManifests(content []byte, want func(apiVersion string) bool) ([]Ref, er
 		}
 		refs = append(refs, f.containerImages(r)...)
 	}
-	return refs, nil
+	return spanned(refs), nil
 }
 
 // containerImages finds `image:` scalars of container-like mappings (items

@@ -43,7 +43,7 @@ func (Kustomize) Find(content []byte) ([]Ref, error) {
 			}
 		}
 	}
-	return refs, nil
+	return spanned(refs), nil
 }
 
 func (f *yamlFile) kustomizeImage(m *yaml.Node) (Ref, bool) {

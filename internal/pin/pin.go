@@ -100,3 +100,14 @@ func (e *ParseError) Error() string {
 	}
 	return e.Msg
 }
+
+// spanned makes every Ref's span well formed: a construct that is not
+// rewritten (a script, a note, a split map) is an empty span at Start.
+func spanned(refs []Ref) []Ref {
+	for i := range refs {
+		if refs[i].End < refs[i].Start {
+			refs[i].End = refs[i].Start
+		}
+	}
+	return refs
+}

@@ -36,13 +36,46 @@ func parseYAML(content []byte) (*yamlFile, error) {
 			msg := err.Error()
 			if m := yamlErrLine.FindStringSubmatch(msg); m != nil {
 				line, _ := strconv.Atoi(m[1])
-				return nil, &ParseError{Line: line, Msg: "malformed YAML: " + m[2]}
+				return nil, &ParseError{Line: problemLine(f.lines, line), Msg: "malformed YAML: " + m[2]}
 			}
 			return nil, &ParseError{Msg: "malformed YAML: " + strings.TrimPrefix(msg, "yaml: ")}
 		}
 		f.docs = append(f.docs, &n)
 	}
 	return f, nil
+}
+
+// problemLine narrows a YAML error to the line where the input stops being
+// YAML: the parser names the line its enclosing block started on, so the
+// shortest failing prefix from there on is the line to fix.
+func problemLine(l *lines, from int) int {
+	if len(l.content) > 1<<20 {
+		return from
+	}
+	for k := from; k <= len(l.starts) && k < from+200; k++ {
+		end := len(l.content)
+		if k < len(l.starts) {
+			end = l.starts[k]
+		}
+		if !validYAMLPrefix(l.content[:end]) {
+			return k
+		}
+	}
+	return from
+}
+
+func validYAMLPrefix(b []byte) bool {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 // root returns a document's top node (a mapping for most formats), or nil.
