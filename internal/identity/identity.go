@@ -156,7 +156,10 @@ func (a *Authenticator) live(ctx context.Context, name string) (bool, error) {
 	a.mu.Lock()
 	names, at := a.names, a.namesAt
 	a.mu.Unlock()
-	if names == nil || now.Sub(at) > cacheFor || now.Before(at) {
+	_, known := names[name]
+	// A signed bearer names a token that existed when it was issued; one not
+	// in the cache was created since the cache was read, so read it again.
+	if names == nil || !known || now.Sub(at) > cacheFor || now.Before(at) {
 		toks, err := a.Store.Tokens(ctx)
 		if err != nil {
 			return false, fmt.Errorf("verify token: %w", err)
