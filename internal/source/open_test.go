@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,10 +21,12 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -690,4 +693,39 @@ func TestOpenDockerSaveLayouts(t *testing.T) {
 				platforms: []string{"linux/amd64"}, images: []v1.Image{ti.single}})
 		})
 	}
+}
+
+// Asking for a platform of a single-platform image of another platform is
+// refused, never quietly imported.
+func TestPlatformOfSingleImage(t *testing.T) {
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(host+"/p/single:1", name.Insecure)
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse(host+"/p/single:1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(context.Background(), Options{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}); err == nil || !strings.Contains(err.Error(), "single linux/amd64 image, not linux/arm64") {
+		t.Fatalf("arm64 asked, amd64 image: %v", err)
+	}
+	a, err := s.Open(context.Background(), Options{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}})
+	if err != nil {
+		t.Fatalf("amd64 asked, amd64 image: %v", err)
+	}
+	a.Close()
 }

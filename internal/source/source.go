@@ -251,8 +251,28 @@ func (s Source) openRemote(ctx context.Context, o Options) (*Artifact, error) {
 	if err != nil {
 		return nil, UpstreamError(s.Given, err)
 	}
+	if err := checkPlatform(img, o.Platform, s.Given); err != nil {
+		return nil, err
+	}
 	a.Image = img
 	return a, nil
+}
+
+// checkPlatform refuses a single-platform image that is not the platform
+// asked for: narrowing must never quietly bring in another architecture.
+func checkPlatform(img v1.Image, want *v1.Platform, given string) error {
+	if want == nil {
+		return nil
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return fmt.Errorf("%s: config: %w", given, err)
+	}
+	got := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
+	if !got.Satisfies(*want) {
+		return fmt.Errorf("%s is a single %s image, not %s", given, got.String(), want.String())
+	}
+	return nil
 }
 
 // narrow picks one platform of an index.
@@ -385,6 +405,9 @@ func openLayout(dir, tag string, platform *v1.Platform, cleanup func()) (*Artifa
 	img, err := idx.Image(pick.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	if err := checkPlatform(img, platform, dir); err != nil {
+		return nil, err
 	}
 	a.Image = img
 	return a, nil
