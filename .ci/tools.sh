@@ -13,6 +13,8 @@ TOOLS=(
   "regctl|github.com/regclient/regclient/cmd/regctl|v0.11.7"
   "conformance|github.com/opencontainers/distribution-spec/conformance|v0.0.0-20260831232431-97274622c111"
   "registry|github.com/distribution/distribution/v3/cmd/registry|v3.1.2"
+  # cosign is a large build (~8 minutes cold on 2 cores); cached like the rest.
+  "cosign|github.com/sigstore/cosign/v2/cmd/cosign|v2.6.5"
 )
 
 # Debian packages the tests read binaries from, at exact versions.

@@ -225,6 +225,9 @@ func newDecision(verb, past string) *cobra.Command {
 			if reason == "" {
 				return usageErr("--reason is required: say why")
 			}
+			if verb == "approve" {
+				return approve(cmd, client(srv), args[0], server.DecisionRequest{Reason: reason, Expires: expires})
+			}
 			img, err := client(srv).Decide(cmd.Context(), args[0], verb, server.DecisionRequest{Reason: reason, Expires: expires})
 			if err != nil {
 				return err
@@ -282,64 +285,6 @@ func shortType(i store.Image) string {
 	default:
 		return "image"
 	}
-}
-
-func newShow() *cobra.Command {
-	var srv, output string
-	cmd := &cobra.Command{
-		Use:     "show DIGEST [-o json]",
-		Short:   "Show the record of one digest: repositories, state and its history",
-		Example: "  airlock show sha256:4f0c… -o json",
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c := client(srv)
-			img, err := c.Image(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), img)
-			}
-			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "Digest:       %s\nState:        %s\n", img.Digest, img.State)
-			if img.Expires != nil {
-				fmt.Fprintf(w, "Expires:      %s\n", fmtTime(img.Expires))
-			}
-			fmt.Fprintf(w, "Media type:   %s\n", img.MediaType)
-			if img.ArtifactType != "" {
-				fmt.Fprintf(w, "Artifact:     %s\n", img.ArtifactType)
-			}
-			fmt.Fprintf(w, "Size:         %d\nRepositories: %s\n", img.Size, strings.Join(img.Repositories, ", "))
-			if img.Subject != "" {
-				fmt.Fprintf(w, "Subject:      %s\n", img.Subject)
-			}
-			for _, ch := range img.Children {
-				p := ""
-				if ch.Platform != nil {
-					p = ch.Platform.OS + "/" + ch.Platform.Architecture
-					if ch.Platform.Variant != "" {
-						p += "/" + ch.Platform.Variant
-					}
-				}
-				fmt.Fprintf(w, "Child:        %s %s\n", ch.Digest, p)
-			}
-			if len(img.Source) > 0 {
-				printSource(w, img.Source)
-			}
-			fmt.Fprintln(w, "History:")
-			for _, t := range img.History {
-				from := string(t.From)
-				if from == "" {
-					from = "-"
-				}
-				fmt.Fprintf(w, "  %s  %s → %s  by %s: %s\n", t.At.UTC().Format(time.RFC3339), from, t.To, t.Actor, t.Reason)
-			}
-			return nil
-		},
-	}
-	serverFlag(cmd, &srv)
-	outputFlag(cmd, &output)
-	return cmd
 }
 
 func newAudit() *cobra.Command {

@@ -72,6 +72,9 @@ func serve(ctx context.Context, cfg config.Config) error {
 	if srv.AdminTokenCreated != "" {
 		fmt.Fprintf(os.Stderr, "airlock: first start: admin token written to %s (mode 0600); use it with AIRLOCK_TOKEN=$(cat %s)\n", srv.AdminTokenCreated, srv.AdminTokenCreated)
 	}
+	if srv.Decider.KeyCreated != "" {
+		fmt.Fprintf(os.Stderr, "airlock: first start: signing key for approval attestations created in %s (ECDSA P-256, mode 0600); verifiers need its public key: airlock keys public > airlock.pub\n", srv.Decider.KeyCreated)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return &exitError{code: exitUsage, err: fmt.Errorf("listen on %s: %w", cfg.Addr, err)}

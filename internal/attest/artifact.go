@@ -78,7 +78,7 @@ type artifact struct {
 	layerDigest      v1.Hash
 }
 
-func (a *artifact) RawConfigFile() ([]byte, error)     { return a.config, nil }
+func (a *artifact) RawConfigFile() ([]byte, error)      { return a.config, nil }
 func (a *artifact) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
 func (a *artifact) RawManifest() ([]byte, error)        { return a.manifest, nil }
 func (a *artifact) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {

@@ -1,0 +1,456 @@
+package server_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/airlock-dev/airlock/internal/attest"
+	"github.com/airlock-dev/airlock/internal/config"
+	"github.com/airlock-dev/airlock/internal/policy"
+	"github.com/airlock-dev/airlock/internal/server"
+	"github.com/airlock-dev/airlock/internal/server/servertest"
+	"github.com/airlock-dev/airlock/internal/store"
+)
+
+// verifyWith runs the verification `airlock verify` runs, as a puller.
+func verifyWith(t *testing.T, in *servertest.Instance, token string, ref string, pubPEM []byte) (attest.Verified, error) {
+	t.Helper()
+	pub, err := attest.ParsePublicKey(pubPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := in.Client(token)
+	return attest.VerifyImage(context.Background(), r, attest.VerifyOptions{
+		Key: pub, KeyName: "pub.pem", State: c.ApprovalState,
+		Remote: []remote.Option{remote.WithAuth(authn.FromConfig(authn.AuthConfig{RegistryToken: token}))},
+	})
+}
+
+func wantFailure(t *testing.T, what string, err error, words ...string) {
+	t.Helper()
+	var f *attest.Failure
+	if !errors.As(err, &f) {
+		t.Fatalf("%s: %v; want a verification failure", what, err)
+	}
+	for _, w := range words {
+		if !strings.Contains(f.Reason, w) {
+			t.Errorf("%s: reason %q lacks %q", what, f.Reason, w)
+		}
+	}
+	if strings.Count(strings.TrimSuffix(f.Reason, "."), ". ") > 0 {
+		t.Errorf("%s: reason %q is more than one sentence", what, f.Reason)
+	}
+	t.Logf("%s: %s", what, f.Reason)
+}
+
+// envelopeOf reads the DSSE envelope stored under digest's .att tag.
+func envelopeOf(t *testing.T, in *servertest.Instance, repo, digest, token string) attest.Envelope {
+	t.Helper()
+	img, err := remote.Image(in.Ref(t, repo+":"+attest.AttTag(digest)), remote.WithAuth(authn.FromConfig(authn.AuthConfig{RegistryToken: token})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := img.Layers()
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("attestation layers: %d, %v", len(ls), err)
+	}
+	mt, _ := ls[0].MediaType()
+	if string(mt) != attest.MediaTypeDSSE {
+		t.Fatalf("attestation layer media type %s", mt)
+	}
+	rc, err := ls[0].Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var env attest.Envelope
+	if err := json.NewDecoder(rc).Decode(&env); err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// plant stores env as the attestation of subject in repo, the way someone
+// with write access to the registry's storage could: the tag moves.
+func plant(t *testing.T, in *servertest.Instance, repo, subject string, env attest.Envelope) {
+	t.Helper()
+	img, err := in.Server.Store.Image(context.Background(), subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(env)
+	h, _ := v1.NewHash(subject)
+	m, err := attest.Manifest(b, attest.ApprovalPredicateType, v1.Descriptor{MediaType: "application/vnd.oci.image.manifest.v1+json", Size: img.Size, Digest: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Server.Registry.PutOwnArtifact(context.Background(), repo, attest.AttTag(subject), m, "test plants an attestation"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDecideSignVerify: import → the decide stage reviews → a human approves →
+// the attestation is a referrer and under the .att tag → verify passes; then
+// every way it must fail, fails with its reason.
+func TestDecideSignVerify(t *testing.T) {
+	ctx := context.Background()
+	up := servertest.StartUpstream(t)
+	bb := servertest.Image(t, v1.Platform{OS: "linux", Architecture: "amd64"},
+		map[string][]byte{"bin/busybox": servertest.Busybox(t)}, []string{"/bin/busybox", "sh"}, nil)
+	want := up.Push(t, "library/busybox:1.35", bb, nil)
+
+	in, c := startForImport(t, nil)
+	admin := in.Client(in.AdminToken)
+	approver := in.Client(in.Token(t, "ann", store.RoleApprover))
+	pull := in.Token(t, "dev", store.RolePuller)
+	ev := importJSON(t, c, server.ImportRequest{Source: up.Host + "/library/busybox:1.35", Insecure: true})
+	if ev.Type != "result" || ev.Result.Digest != want {
+		t.Fatalf("import: %+v", ev)
+	}
+	repo := ev.Result.Repository
+
+	// The decide stage ran the strict policy: review, because stages did not run.
+	j := waitJob(t, c, ev.Job.ID)
+	var out policy.Outcome
+	for _, s := range j.Stages {
+		if s.Name == "decide" {
+			if s.Status != store.StageDone {
+				t.Fatalf("decide stage %s", s.Status)
+			}
+			if err := json.Unmarshal(s.Evidence, &out); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if out.Action != "review" || out.Verdict.Effect != policy.Review || out.Verdict.PolicyDigest != in.Server.Decider.Policy.Digest {
+		t.Fatalf("decide outcome %+v", out)
+	}
+	fired := map[string]bool{}
+	for _, f := range out.Verdict.Fired {
+		fired[f.Rule] = true
+	}
+	if !fired["stage-not-run"] || !fired["no-upstream-signature"] || fired["tag-moved"] {
+		t.Errorf("rules fired: %v; want stage-not-run and no-upstream-signature", fired)
+	}
+	// It waits in the queue with the rules that decided it.
+	q, err := approver.Queue(ctx, "")
+	if err != nil || len(q) != 1 || q[0].Image.Digest != want || q[0].Verdict.Effect != policy.Review || q[0].Required != 1 {
+		t.Fatalf("queue: %+v, %v", q, err)
+	}
+
+	// A human approves: the attestation is signed and stored.
+	a, err := approver.Approve(ctx, want, server.DecisionRequest{Reason: "reviewed the busybox import", Expires: "30d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.State != store.Approved || len(a.Attestations) != 1 || a.Attestations[0].Tag != attest.AttTag(want) {
+		t.Fatalf("approve: %+v", a)
+	}
+	att := a.Attestations[0]
+	// As a referrer of the digest (artifactType dsse) and under the .att tag, to a puller.
+	pullAuth := remote.WithAuth(authn.FromConfig(authn.AuthConfig{RegistryToken: pull}))
+	idx, err := remote.Referrers(in.Ref(t, repo+"@"+want).(name.Digest), pullAuth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	if len(im.Manifests) != 1 || im.Manifests[0].Digest.String() != att.Manifest || im.Manifests[0].ArtifactType != attest.MediaTypeDSSE {
+		t.Fatalf("referrers: %+v", im.Manifests)
+	}
+	desc, err := remote.Head(in.Ref(t, repo+":"+attest.AttTag(want)), pullAuth)
+	if err != nil || desc.Digest.String() != att.Manifest {
+		t.Fatalf(".att tag: %v, %v", desc, err)
+	}
+	artifact, err := admin.Image(ctx, att.Manifest)
+	if err != nil || artifact.State != store.Approved || artifact.History[len(artifact.History)-1].Actor != "airlock" || artifact.Subject != want {
+		t.Fatalf("attestation artifact record: %+v, %v", artifact, err)
+	}
+	// The statement: subject, predicate, policy digest, evidence, approvers.
+	env := envelopeOf(t, in, repo, want, pull)
+	if env.PayloadType != attest.PayloadTypeInToto {
+		t.Fatalf("payloadType %s", env.PayloadType)
+	}
+	payload, _ := base64.StdEncoding.DecodeString(env.Payload)
+	st, err := attest.ParseStatement(payload)
+	if err != nil || !st.Covers(want) || st.PredicateType != attest.ApprovalPredicateType {
+		t.Fatalf("statement %s: %v", payload, err)
+	}
+	var pred attest.Approval
+	if err := json.Unmarshal(st.Predicate, &pred); err != nil {
+		t.Fatal(err)
+	}
+	if pred.Decision != "approved" || pred.Policy.Digest != in.Server.Decider.Policy.Digest || len(pred.Approvers) != 1 ||
+		pred.Approvers[0].Name != "ann" || pred.Expires == nil || pred.Source == nil || len(pred.Evidence) != 5 {
+		t.Fatalf("predicate %s", st.Predicate)
+	}
+	for _, e := range pred.Evidence {
+		if (e.Stage == "import" && (e.Status != "done" || e.Digest == "")) || (e.Stage == "scan" && e.Status != store.StageNotRun) {
+			t.Errorf("evidence %+v", e)
+		}
+	}
+
+	pubPEM, err := admin.PublicKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := in.Host + "/" + repo + "@" + want
+	res, err := verifyWith(t, in, pull, ref, pubPEM)
+	if err != nil {
+		t.Fatalf("verify an approved import: %v", err)
+	}
+	if res.ServerState != "approved" || res.Approval.Reason == "" {
+		t.Errorf("verified %+v", res)
+	}
+	// By tag too.
+	if _, err := verifyWith(t, in, pull, in.Host+"/"+repo+":1.35", pubPEM); err != nil {
+		t.Errorf("verify by tag: %v", err)
+	}
+
+	// The record tells the whole story, in order.
+	rec, err := approver.Record(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Imports) != 1 || len(rec.Jobs) != 1 || rec.Verdict == nil || len(rec.Approvals) != 1 || len(rec.Attestations) != 1 {
+		t.Fatalf("record: %+v", rec)
+	}
+	wantOrder := []string{"image.recorded", "image.imported", "policy.evaluated", "approval.recorded", "state.approved", "attestation.created"}
+	var actions []string
+	for _, e := range rec.Audit {
+		actions = append(actions, e.Action)
+	}
+	// In order (other entries, such as the job's, may come between).
+	next := 0
+	for _, act := range actions {
+		if next < len(wantOrder) && act == wantOrder[next] {
+			next++
+		}
+	}
+	if next != len(wantOrder) {
+		t.Errorf("audit %v lacks, in order, %v", actions, wantOrder)
+	}
+
+	// Wrong key.
+	other, _ := attest.GenerateKey(attest.KeyEd25519)
+	otherPEM, _ := attest.MarshalPublicKey(other.Public())
+	_, err = verifyWith(t, in, pull, ref, otherPEM)
+	wantFailure(t, "wrong key", err, "signed by another key")
+
+	// Tampered: the same signature over an edited statement.
+	tampered := env
+	edited := strings.Replace(string(payload), "reviewed the busybox import", "reviewed the busybox importX", 1)
+	tampered.Payload = base64.StdEncoding.EncodeToString([]byte(edited))
+	plant(t, in, repo, want, tampered)
+	_, err = verifyWith(t, in, pull, ref, pubPEM)
+	wantFailure(t, "tampered", err, "altered after it was signed")
+	plant(t, in, repo, want, env) // restore
+	if _, err := verifyWith(t, in, pull, ref, pubPEM); err != nil {
+		t.Fatalf("verify after restoring: %v", err)
+	}
+
+	// Swapped subject: a's valid attestation planted as b's.
+	pusher := in.Token(t, "ci", store.RolePusher)
+	b := in.PushRandom(t, "team/b:1", "ci", pusher, 512, 1)
+	bd, _ := b.Digest()
+	if _, err := approver.Approve(ctx, bd.String(), server.DecisionRequest{Reason: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	plant(t, in, "team/b", bd.String(), env)
+	_, err = verifyWith(t, in, pull, in.Host+"/team/b@"+bd.String(), pubPEM)
+	wantFailure(t, "swapped subject", err, "subject was swapped", want)
+
+	// Expired approval.
+	e := in.PushRandom(t, "team/e:1", "ci", pusher, 512, 1)
+	ed, _ := e.Digest()
+	if _, err := approver.Approve(ctx, ed.String(), server.DecisionRequest{Reason: "short", Expires: "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	_, err = verifyWith(t, in, pull, in.Host+"/team/e@"+ed.String(), pubPEM)
+	wantFailure(t, "expired", err, "expired at")
+
+	// Revoked: the attestation stays, the revocation is recorded, verify fails.
+	if _, err := admin.Decide(ctx, want, "revoke", server.DecisionRequest{Reason: "CVE-2026-1234"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = verifyWith(t, in, pull, ref, pubPEM)
+	wantFailure(t, "revoked", err, "was revoked", "CVE-2026-1234")
+	atts, err := in.Server.Store.Attestations(ctx, want)
+	if err != nil || len(atts) != 1 || atts[0].RevokedAt == nil || atts[0].RevokeReason != "CVE-2026-1234" {
+		t.Fatalf("attestations after revoke: %+v, %v", atts, err)
+	}
+
+	// Interop: real cosign verifies the approval, and refuses a tampered one.
+	t.Run("cosign", func(t *testing.T) {
+		cosign := tool(t, "cosign")
+		dir := t.TempDir()
+		pubFile := filepath.Join(dir, "pub.pem")
+		if err := os.WriteFile(pubFile, pubPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{in.Host: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("dev:" + pull))}}})
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		run := func(image string) (string, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, cosign, "verify-attestation", "--key", pubFile, "--type", attest.ApprovalPredicateType,
+				"--insecure-ignore-tlog", "--allow-insecure-registry", "--allow-http-registry", image)
+			cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dir, "HOME="+dir, "TUF_ROOT="+filepath.Join(dir, "tuf"), "SIGSTORE_NO_CACHE=true")
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		// b is approved; its tag carries a's attestation: give b its own back first.
+		c2 := in.PushRandom(t, "team/c:1", "ci", pusher, 512, 1)
+		cd, _ := c2.Digest()
+		if _, err := approver.Approve(ctx, cd.String(), server.DecisionRequest{Reason: "for cosign"}); err != nil {
+			t.Fatal(err)
+		}
+		image := in.Host + "/team/c@" + cd.String()
+		if out, err := run(image); err != nil {
+			t.Fatalf("cosign verify-attestation of an approved image: %v\n%s", err, out)
+		} else if !cosignVerified(out, cd.String()) {
+			t.Errorf("cosign output lacks the verified approval statement:\n%s", out)
+		}
+		cenv := envelopeOf(t, in, "team/c", cd.String(), pull)
+		p, _ := base64.StdEncoding.DecodeString(cenv.Payload)
+		cenv.Payload = base64.StdEncoding.EncodeToString([]byte(strings.Replace(string(p), "for cosign", "for cosignX", 1)))
+		plant(t, in, "team/c", cd.String(), cenv)
+		if out, err := run(image); err == nil {
+			t.Fatalf("cosign verified a tampered attestation:\n%s", out)
+		} else {
+			t.Logf("cosign refused the tampered attestation: %s", lastLine(out))
+		}
+	})
+}
+
+// cosignVerified finds, in cosign's output, the verified envelope whose
+// statement approves digest.
+func cosignVerified(out, digest string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		var env attest.Envelope
+		if json.Unmarshal([]byte(line), &env) != nil || env.PayloadType != attest.PayloadTypeInToto {
+			continue
+		}
+		p, _ := base64.StdEncoding.DecodeString(env.Payload)
+		if st, err := attest.ParseStatement(p); err == nil && st.PredicateType == attest.ApprovalPredicateType && st.Covers(digest) {
+			return true
+		}
+	}
+	return false
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestApprovalsRequired: a repository that needs two distinct approvers is
+// approved by the second; racing approvers make exactly one transition, and
+// every one of them is audited.
+func TestApprovalsRequired(t *testing.T) {
+	ctx := context.Background()
+	in := servertest.Start(t, func(c *config.Config) { c.Approval.Required = []string{"prod/**=2", "prod/lax=1"} })
+	pusher := in.Token(t, "ci", store.RolePusher)
+	ann := in.Client(in.Token(t, "ann", store.RoleApprover))
+	bob := in.Client(in.Token(t, "bob", store.RoleApprover))
+	img := in.PushRandom(t, "prod/api:1", "ci", pusher, 256, 1)
+	d, _ := img.Digest()
+
+	a, err := ann.Approve(ctx, d.String(), server.DecisionRequest{Reason: "looked at it"})
+	if err != nil || a.State != store.Quarantined || a.Approval == nil || a.Approval.Required != 2 || len(a.Approval.Approvers) != 1 {
+		t.Fatalf("first approval: %+v, %v", a, err)
+	}
+	_, err = ann.Approve(ctx, d.String(), server.DecisionRequest{Reason: "me again"})
+	var se *server.StatusError
+	if !errors.As(err, &se) || se.Code != "ALREADY_APPROVED" {
+		t.Fatalf("same approver twice: %v", err)
+	}
+	a, err = bob.Approve(ctx, d.String(), server.DecisionRequest{Reason: "agreed"})
+	if err != nil || a.State != store.Approved || len(a.Attestations) != 1 {
+		t.Fatalf("second approval: %+v, %v", a, err)
+	}
+	env := envelopeOf(t, in, "prod/api", d.String(), in.AdminToken)
+	p, _ := base64.StdEncoding.DecodeString(env.Payload)
+	st, _ := attest.ParseStatement(p)
+	var pred attest.Approval
+	_ = json.Unmarshal(st.Predicate, &pred)
+	if len(pred.Approvers) != 2 || pred.Required != 2 {
+		t.Errorf("attested approvers %+v (required %d); want ann and bob of 2", pred.Approvers, pred.Required)
+	}
+
+	// The race: eight approvers at once on a fresh digest needing two.
+	img2 := in.PushRandom(t, "prod/web:1", "ci", pusher, 256, 1)
+	d2, _ := img2.Digest()
+	var clients []*server.Client
+	for _, n := range []string{"a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8"} {
+		clients = append(clients, in.Client(in.Token(t, n, store.RoleApprover)))
+	}
+	var wg sync.WaitGroup
+	results := make(chan error, len(clients))
+	approvedBy := make(chan string, len(clients))
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, err := c.Approve(ctx, d2.String(), server.DecisionRequest{Reason: "race"})
+			if err == nil && a.Approval != nil && a.Approval.Approved {
+				approvedBy <- clients[i].Token
+			}
+			results <- err
+		}()
+	}
+	wg.Wait()
+	close(results)
+	close(approvedBy)
+	ok, conflict := 0, 0
+	for err := range results {
+		switch {
+		case err == nil:
+			ok++
+		case errors.As(err, &se) && se.Code == "INVALID_TRANSITION":
+			conflict++
+		default:
+			t.Errorf("racing approval: %v", err)
+		}
+	}
+	if ok != 2 || conflict != 6 || len(approvedBy) != 1 {
+		t.Errorf("race: %d recorded, %d refused, %d transitions; want 2, 6, 1", ok, conflict, len(approvedBy))
+	}
+	rec, err := in.Client(in.AdminToken).Record(ctx, d2.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, e := range rec.Audit {
+		counts[e.Action]++
+	}
+	if counts["state.approved"] != 1 || counts["approval.recorded"] != 2 || counts["approval.refused"] != 6 || counts["attestation.created"] != 1 {
+		t.Errorf("audit of the race: %v", counts)
+	}
+	// A more specific glob listed first would win; here prod/** comes first for prod/lax too.
+	img3 := in.PushRandom(t, "prod/lax:1", "ci", pusher, 256, 1)
+	d3, _ := img3.Digest()
+	if a, err := ann.Approve(ctx, d3.String(), server.DecisionRequest{Reason: "x"}); err != nil || a.State != store.Quarantined {
+		t.Errorf("prod/lax (first match prod/**=2): %+v, %v", a.State, err)
+	}
+}
