@@ -454,3 +454,53 @@ func TestApprovalsRequired(t *testing.T) {
 		t.Errorf("prod/lax (first match prod/**=2): %+v, %v", a.State, err)
 	}
 }
+
+// TestPolicyDenyRejects: a deny verdict in the decide stage rejects the digest
+// as airlock with the rule's message; a human cannot approve past it.
+func TestPolicyDenyRejects(t *testing.T) {
+	ctx := context.Background()
+	pol := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(pol, []byte(`apiVersion: airlock.dev/policy/v1
+name: no-busybox
+default: review
+rules:
+  - name: no-busybox
+    effect: deny
+    when: source.normalized.contains("/library/busybox")
+    message: busybox is not allowed here
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up := servertest.StartUpstream(t)
+	bb := servertest.Image(t, v1.Platform{OS: "linux", Architecture: "amd64"},
+		map[string][]byte{"bin/busybox": servertest.Busybox(t)}, []string{"/bin/busybox", "sh"}, nil)
+	want := up.Push(t, "library/busybox:1.35", bb, nil)
+	in, c := startForImport(t, func(c *config.Config) { c.Policy.File = pol })
+	ev := importJSON(t, c, server.ImportRequest{Source: up.Host + "/library/busybox:1.35", Insecure: true})
+	if ev.Type != "result" {
+		t.Fatalf("import: %+v", ev)
+	}
+	waitJob(t, c, ev.Job.ID)
+	img, err := in.Client(in.AdminToken).Image(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := img.History[len(img.History)-1]
+	if img.State != store.Rejected || last.Actor != "airlock" || !strings.Contains(last.Reason, "busybox is not allowed here") ||
+		!strings.Contains(last.Reason, "rule no-busybox") {
+		t.Fatalf("state %s, last transition %+v; want rejected by airlock with the rule's message", img.State, last)
+	}
+	// Back to quarantine, a human still cannot approve what the policy denies.
+	admin := in.Client(in.AdminToken)
+	if _, err := admin.Decide(ctx, want, "reject", server.DecisionRequest{Reason: "x"}); err == nil {
+		t.Fatal("rejected twice")
+	}
+	if _, err := in.Server.Store.Transition(ctx, want, store.Quarantined, "admin", "re-vet", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.Approve(ctx, want, server.DecisionRequest{Reason: "please"})
+	var se *server.StatusError
+	if !errors.As(err, &se) || se.Code != "POLICY_DENIED" || !strings.Contains(se.Message, "busybox is not allowed here") {
+		t.Fatalf("approving a denied digest: %v", err)
+	}
+}
