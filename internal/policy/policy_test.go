@@ -62,7 +62,9 @@ func TestDefaultPolicyRules(t *testing.T) {
 		{"critical vulnerability without a fix", func(e *Evidence) {
 			e.Findings = []map[string]any{{"type": "vulnerability", "severity": "critical", "id": "CVE-2", "fixed": ""}}
 		}, Allow, nil, ""},
-		{"secret", func(e *Evidence) { e.Findings = []map[string]any{{"type": "secret", "severity": "high", "id": "aws-key"}} }, Review, []string{"secret"}, ""},
+		{"secret", func(e *Evidence) {
+			e.Findings = []map[string]any{{"type": "secret", "severity": "high", "id": "aws-key"}}
+		}, Review, []string{"secret"}, ""},
 		{"new network destination", func(e *Evidence) {
 			e.Profile = ProfileFacts{Present: true, NewDestinations: []string{"203.0.113.7:3333"}}
 		}, Review, []string{"new-network-destination"}, `["203.0.113.7:3333"]`},
