@@ -99,12 +99,12 @@ Exit codes: 0 passed, 1 not pinned / not approved, 2 a file could not be read or
 				return err
 			}
 			if len(rep.Errors) > 0 {
-				return &exitError{code: exitUsage, err: fmt.Errorf("%d files could not be read or parsed; they are unchanged", len(rep.Errors))}
+				return &exitError{code: exitUsage, err: fmt.Errorf("%s could not be read or parsed; left unchanged", plural(len(rep.Errors), "file"))}
 			}
 			if rep.Failed() && (mode == pin.ModeCheck || mode == pin.ModeWrite) {
 				bad := rep.Count(pin.StatusUnpinned) + rep.Count(pin.StatusManual) + rep.Count(pin.StatusUnapproved)
-				return &exitError{code: exitDenied, err: fmt.Errorf("%d image references are not pinned to approved digests, %d remote scripts run unverified",
-					bad, rep.Count(pin.StatusScript))}
+				return &exitError{code: exitDenied, err: fmt.Errorf("%s not pinned to approved digests, %s run unverified",
+					plural(bad, "image reference"), plural(rep.Count(pin.StatusScript), "remote script"))}
 			}
 			return nil
 		},
@@ -118,4 +118,11 @@ Exit codes: 0 passed, 1 not pinned / not approved, 2 a file could not be read or
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also list references that are already pinned")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json or sarif (default: text for people)")
 	return cmd
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
