@@ -52,7 +52,7 @@ func main() {
 	flag.IntVar(&o.files, "files", 1000, "files in the generated repository")
 	flag.IntVar(&o.images, "images", 50, "distinct images the files name")
 	flag.IntVar(&o.reps, "reps", 5, "timed runs per tool, each on a fresh copy; the table shows the median")
-	flag.StringVar(&o.out, "out", "bench/pin/out", "directory for results.json and results.md")
+	flag.StringVar(&o.out, "out", "", "directory to write results.json and results.md to (default: print the table only)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (repositories, server data, logs)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -81,9 +81,6 @@ func run(o options) error {
 		defer os.RemoveAll(work)
 	} else {
 		log.Printf("work directory: %s", work)
-	}
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
-		return err
 	}
 	bin := filepath.Join(work, "bin")
 	airlock := filepath.Join(bin, "airlock")
@@ -226,6 +223,12 @@ func run(o options) error {
 
 	md := report(results, o, nAll, nSub, fz, aSub, aSubSrv, aLock, aServer, missed)
 	fmt.Print(md)
+	if o.out == "" {
+		return nil
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(o.out, "results.md"), []byte(md), 0o644); err != nil {
 		return err
 	}

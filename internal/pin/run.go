@@ -95,7 +95,7 @@ type Report struct {
 	Server   string      `json:"server,omitempty"`
 	Offline  bool        `json:"offline"` // resolved from the lock file alone
 	Lock     string      `json:"lock,omitempty"`
-	Files    int         `json:"files"` // files read
+	Files    int         `json:"files"` // files some finder read
 	Changed  []string    `json:"changed"`
 	Findings []Finding   `json:"findings"`
 	Errors   []FileError `json:"errors"`
@@ -149,6 +149,7 @@ type scanned struct {
 	content []byte
 	refs    []Ref
 	formats []string // finder of each ref
+	read    bool     // a finder wanted the file
 	err     *FileError
 }
 
@@ -178,7 +179,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	var items []server.ResolveItem
 	seen := map[string]bool{}
 	for _, s := range results {
-		rep.Files++
+		if s.read || s.err != nil {
+			rep.Files++
+		}
 		if s.err != nil {
 			rep.Errors = append(rep.Errors, *s.err)
 			continue
@@ -451,6 +454,7 @@ func scanFile(path string, finders []Finder) (s scanned) {
 		return s // binary
 	}
 	s.content = content
+	s.read = true
 	type span struct {
 		start, end int
 		kind       Kind
