@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/store"
@@ -155,9 +156,12 @@ func (r *Runner) process(ctx context.Context, owner string, job store.Job) {
 			return
 		}
 		stage := job.Stages[i].Name
-		res := r.runStage(ctx, owner, job, stage)
+		res, leaseLost := r.runStage(ctx, owner, job, stage)
 		if ctx.Err() != nil {
 			return // shutting down: the lease expires and the stage runs again elsewhere
+		}
+		if leaseLost {
+			return // stopped because the lease was lost, not failed: the stage runs again, its attempts untouched
 		}
 		next, err := r.Store.FinishStage(ctx, job.ID, owner, res)
 		if err != nil {
@@ -171,17 +175,20 @@ func (r *Runner) process(ctx context.Context, owner string, job store.Job) {
 	}
 }
 
-func (r *Runner) runStage(ctx context.Context, owner string, job store.Job, stage string) store.StageResult {
-	res := store.StageResult{Stage: stage, MaxAttempts: r.MaxAttempts}
+// runStage runs one stage; leaseLost reports a stage that failed because it
+// was stopped when the lease could not be kept, whose result must be dropped.
+func (r *Runner) runStage(ctx context.Context, owner string, job store.Job, stage string) (res store.StageResult, leaseLost bool) {
+	res = store.StageResult{Stage: stage, MaxAttempts: r.MaxAttempts}
 	step := r.Steps[stage]
 	if step == nil {
 		res.Status = store.StageNotRun
 		res.Evidence, _ = json.Marshal(map[string]string{"reason": "no step is registered for stage " + stage + " in this version; an image with a stage not run is never approved automatically"})
-		return res
+		return res, false
 	}
 	sctx, cancel := context.WithTimeout(ctx, r.StageTimeout)
 	defer cancel()
 	// Keep the lease while the stage runs; if it is lost, stop the stage.
+	var lost atomic.Bool
 	go func() {
 		t := time.NewTicker(r.Lease / 3)
 		defer t.Stop()
@@ -193,6 +200,7 @@ func (r *Runner) runStage(ctx context.Context, owner string, job store.Job, stag
 				if err := r.Store.ExtendLease(sctx, job.ID, owner, r.Lease); err != nil {
 					if sctx.Err() == nil {
 						r.Log.Warn("lease lost; stopping stage", "job", job.ID, "stage", stage, "err", err)
+						lost.Store(true)
 					}
 					cancel()
 					return
@@ -205,7 +213,10 @@ func (r *Runner) runStage(ctx context.Context, owner string, job store.Job, stag
 		res.Status = store.StageDone
 		res.Evidence = out.Evidence
 		res.SetDigest = out.SetDigest
-		return res
+		return res, false
+	}
+	if lost.Load() {
+		return res, true
 	}
 	res.Status = store.StageFailed
 	res.Error = err.Error()
@@ -220,7 +231,7 @@ func (r *Runner) runStage(ctx context.Context, owner string, job store.Job, stag
 	if errors.As(err, &perm) {
 		res.MaxAttempts = 1
 	}
-	return res
+	return res, false
 }
 
 // runSafely turns a panicking step into a failed stage.
