@@ -62,9 +62,27 @@ type Runner struct {
 	Poll         time.Duration // idle poll interval (default 1s)
 	Log          *slog.Logger
 
-	owner string
-	wake  chan struct{}
-	once  sync.Once
+	owner   string
+	wake    chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced whenever a stage result is recorded
+}
+
+// Changed returns a channel closed at the next recorded stage result, so a
+// watcher can wait for a job without polling the store in a tight loop.
+func (r *Runner) Changed() <-chan struct{} {
+	r.init()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
+func (r *Runner) broadcast() {
+	r.mu.Lock()
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
 }
 
 // NewRunner returns a runner with the given steps registered by stage.
@@ -99,6 +117,7 @@ func (r *Runner) init() {
 		host, _ := os.Hostname()
 		r.owner = fmt.Sprintf("%s/%d/%d", host, os.Getpid(), time.Now().UnixNano())
 		r.wake = make(chan struct{}, 1)
+		r.changed = make(chan struct{})
 	})
 }
 
@@ -170,6 +189,7 @@ func (r *Runner) process(ctx context.Context, owner string, job store.Job) {
 			}
 			return
 		}
+		r.broadcast()
 		r.Log.Info("stage finished", "job", job.ID, "digest", next.Digest, "stage", stage, "status", res.Status, "err", res.Error)
 		job = next
 	}

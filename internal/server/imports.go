@@ -138,9 +138,11 @@ func (s *Server) streamImport(w http.ResponseWriter, r *http.Request, job store.
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
+		changed := s.Runner.Changed()
 		select {
 		case <-r.Context().Done():
 			return // the client left; the job goes on
+		case <-changed:
 		case <-t.C:
 		}
 		j, err := s.Store.Job(r.Context(), job.ID)
