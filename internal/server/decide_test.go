@@ -504,3 +504,84 @@ rules:
 		t.Fatalf("approving a denied digest: %v", err)
 	}
 }
+
+// TestIndexAttestationEd25519: a multi-arch index approved with an Ed25519
+// key from signing.keyFile: the statement names the index and every child,
+// each child verifies (approved through its index), and cosign verifies too.
+func TestIndexAttestationEd25519(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	k, _ := attest.GenerateKey(attest.KeyEd25519)
+	priv, pubFile, err := attest.WriteKeyPair(filepath.Join(dir, "keys"), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := servertest.StartUpstream(t)
+	amd := servertest.Image(t, v1.Platform{OS: "linux", Architecture: "amd64"}, map[string][]byte{"a": []byte("amd64")}, []string{"/a"}, nil)
+	arm := servertest.Image(t, v1.Platform{OS: "linux", Architecture: "arm64"}, map[string][]byte{"a": []byte("arm64")}, []string{"/a"}, nil)
+	want := up.Push(t, "org/multi:1", nil, servertest.Index(t, map[string]v1.Image{"linux/amd64": amd, "linux/arm64": arm}))
+	in, c := startForImport(t, func(c *config.Config) { c.Signing.KeyFile = priv })
+	if in.Server.Decider.KeyCreated != "" {
+		t.Error("a configured key file must be used, not a new key made")
+	}
+	ev := importJSON(t, c, server.ImportRequest{Source: up.Host + "/org/multi:1", Insecure: true})
+	if ev.Type != "result" || ev.Result.Digest != want {
+		t.Fatalf("import: %+v", ev)
+	}
+	waitJob(t, c, ev.Job.ID)
+	a, err := in.Client(in.AdminToken).Approve(ctx, want, server.DecisionRequest{Reason: "multi-arch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Attestations) != 3 {
+		t.Fatalf("attestations %+v; want the index and both children", a.Attestations)
+	}
+	pull := in.Token(t, "dev", store.RolePuller)
+	pubPEM, _ := os.ReadFile(pubFile)
+	served, _ := in.Client(pull).PublicKey(ctx)
+	if string(served) != string(pubPEM) {
+		t.Fatal("keys/public does not serve the configured key")
+	}
+	repo := ev.Result.Repository
+	for _, d := range append([]string{want}, childDigests(t, in, want)...) {
+		res, err := verifyWith(t, in, pull, in.Host+"/"+repo+"@"+d, pubPEM)
+		if err != nil {
+			t.Fatalf("verify %s: %v", d, err)
+		}
+		if len(res.Statement.Subject) != 3 {
+			t.Errorf("statement subjects %+v; want 3", res.Statement.Subject)
+		}
+	}
+	t.Run("cosign", func(t *testing.T) {
+		cosign := tool(t, "cosign")
+		cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{in.Host: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("dev:" + pull))}}})
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(cctx, cosign, "verify-attestation", "--key", pubFile, "--type", attest.ApprovalPredicateType,
+			"--insecure-ignore-tlog", "--allow-insecure-registry", "--allow-http-registry", in.Host+"/"+repo+"@"+want)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dir, "HOME="+dir, "TUF_ROOT="+filepath.Join(dir, "tuf"))
+		out, err := cmd.CombinedOutput()
+		if err != nil || !cosignVerified(string(out), want) {
+			t.Fatalf("cosign verify-attestation with an Ed25519 key: %v\n%s", err, out)
+		}
+	})
+}
+
+func childDigests(t *testing.T, in *servertest.Instance, index string) []string {
+	t.Helper()
+	img, err := in.Server.Store.Image(context.Background(), index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, c := range img.Children {
+		out = append(out, c.Digest)
+	}
+	if len(out) != 2 {
+		t.Fatalf("children %v", out)
+	}
+	return out
+}
