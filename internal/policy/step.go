@@ -57,6 +57,9 @@ func (s *Step) Run(ctx context.Context, job store.Job) (pipeline.Outcome, error)
 		return pipeline.Outcome{}, err
 	}
 	switch {
+	case img.State == store.Rejected && v.Effect == Deny && rejectedBy(img, RejectReason(v)):
+		// This stage rejected it before a crash kept the result from being recorded.
+		out.Action = "rejected"
 	case img.State != store.Quarantined:
 		out.Action, out.Note = "none", fmt.Sprintf("the digest is %s already", img.State)
 	case v.Effect == Deny:
@@ -84,14 +87,48 @@ func (s *Step) Run(ctx context.Context, job store.Job) (pipeline.Outcome, error)
 		"policy": v.Policy, "policyDigest": v.PolicyDigest, "effect": v.Effect, "action": out.Action,
 		"fired": firedNames(v), "job": job.ID, "evidenceDigest": v.EvidenceDigest,
 	})
-	if _, err := s.Store.Audit(ctx, store.AuditEntry{Actor: Actor, Action: "policy.evaluated", Subject: job.Digest, Detail: detail}); err != nil {
+	audited, err := s.evaluatedBefore(ctx, job)
+	if err != nil {
 		return pipeline.Outcome{}, err
+	}
+	if !audited {
+		if _, err := s.Store.Audit(ctx, store.AuditEntry{Actor: Actor, Action: "policy.evaluated", Subject: job.Digest, Detail: detail}); err != nil {
+			return pipeline.Outcome{}, err
+		}
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
 		return pipeline.Outcome{}, err
 	}
 	return pipeline.Outcome{Evidence: b}, nil
+}
+
+// rejectedBy reports whether the last transition of img is this policy's rejection.
+func rejectedBy(img store.Image, reason string) bool {
+	if len(img.History) == 0 {
+		return false
+	}
+	last := img.History[len(img.History)-1]
+	return last.To == store.Rejected && last.Actor == Actor && last.Reason == reason
+}
+
+// evaluatedBefore reports whether this job's evaluation was audited already
+// (the stage ran, then a crash kept its result from being recorded): the
+// audit log keeps one policy.evaluated entry per job.
+func (s *Step) evaluatedBefore(ctx context.Context, job store.Job) (bool, error) {
+	es, err := s.Store.AuditEntries(ctx, store.AuditFilter{Subject: job.Digest, Action: "policy.evaluated"})
+	if err != nil {
+		return false, err
+	}
+	for _, e := range es {
+		var d struct {
+			Job int64 `json:"job"`
+		}
+		if json.Unmarshal(e.Detail, &d) == nil && d.Job == job.ID {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // RejectReason is the reason recorded when the policy denies a digest.
