@@ -27,9 +27,12 @@ func (Compose) Match(path string, _ []byte) bool {
 // Find implements Finder.
 func (Compose) Find(content []byte) ([]Ref, error) {
 	f, err := parseYAML(content)
-	if err != nil {
-		return nil, err
-	}
+	return findYAML(content, f, err, Compose{})
+}
+
+func (Compose) notYAML(_ []byte, err error) ([]Ref, error) { return nil, err }
+
+func (Compose) findYAML(f *yamlFile) []Ref {
 	var refs []Ref
 	for _, doc := range f.docs {
 		for _, svc := range pairs(get(root(doc), "services")) {
@@ -68,7 +71,7 @@ func (Compose) Find(content []byte) ([]Ref, error) {
 			}
 		}
 	}
-	return spanned(refs), nil
+	return refs
 }
 
 func imageArg(k string) bool {

@@ -26,9 +26,12 @@ func (GitHubActions) Match(path string, _ []byte) bool {
 // Find implements Finder.
 func (GitHubActions) Find(content []byte) ([]Ref, error) {
 	f, err := parseYAML(content)
-	if err != nil {
-		return nil, err
-	}
+	return findYAML(content, f, err, GitHubActions{})
+}
+
+func (GitHubActions) notYAML(_ []byte, err error) ([]Ref, error) { return nil, err }
+
+func (GitHubActions) findYAML(f *yamlFile) []Ref {
 	var refs []Ref
 	add := func(r Ref, ok bool) {
 		if ok {
@@ -72,5 +75,5 @@ func (GitHubActions) Find(content []byte) ([]Ref, error) {
 			steps(get(runs, "steps"))
 		}
 	}
-	return spanned(refs), nil
+	return refs
 }

@@ -29,9 +29,12 @@ var gitlabReserved = map[string]bool{"stages": true, "variables": true, "include
 // Find implements Finder.
 func (GitLabCI) Find(content []byte) ([]Ref, error) {
 	f, err := parseYAML(content)
-	if err != nil {
-		return nil, err
-	}
+	return findYAML(content, f, err, GitLabCI{})
+}
+
+func (GitLabCI) notYAML(_ []byte, err error) ([]Ref, error) { return nil, err }
+
+func (GitLabCI) findYAML(f *yamlFile) []Ref {
 	var refs []Ref
 	image := func(n *yaml.Node) {
 		n = deref(n)
@@ -83,5 +86,5 @@ func (GitLabCI) Find(content []byte) ([]Ref, error) {
 			}
 		}
 	}
-	return spanned(refs), nil
+	return refs
 }

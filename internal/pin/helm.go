@@ -33,9 +33,12 @@ func imageKey(k string) bool {
 // Find implements Finder.
 func (Helm) Find(content []byte) ([]Ref, error) {
 	f, err := parseYAML(content)
-	if err != nil {
-		return nil, err
-	}
+	return findYAML(content, f, err, Helm{})
+}
+
+func (Helm) notYAML(_ []byte, err error) ([]Ref, error) { return nil, err }
+
+func (Helm) findYAML(f *yamlFile) []Ref {
 	var refs []Ref
 	for _, doc := range f.docs {
 		walkYAML(root(doc), func(n *yaml.Node, c *yctx) {
@@ -56,7 +59,7 @@ func (Helm) Find(content []byte) ([]Ref, error) {
 			}
 		})
 	}
-	return spanned(refs), nil
+	return refs
 }
 
 func (f *yamlFile) helmImage(m *yaml.Node) (Ref, bool) {

@@ -1,6 +1,7 @@
 package pin
 
 import (
+	"bytes"
 	"path/filepath"
 	"strings"
 
@@ -19,25 +20,44 @@ type Kubernetes struct{}
 // Name implements Finder.
 func (Kubernetes) Name() string { return "kubernetes" }
 
-// Match implements Finder: YAML or JSON with apiVersion and kind.
+// Match implements Finder: YAML or JSON with apiVersion and kind, and an
+// image or a download to look at.
 func (Kubernetes) Match(path string, content []byte) bool {
-	return isYAMLPath(path, true) && hasAll(content, "apiVersion", "kind")
+	return isYAMLPath(path, true) && hasAll(content, "apiVersion", "kind") && mayHold(content)
+}
+
+// mayHold is a cheap test that content can hold an image or a remote script.
+func mayHold(content []byte) bool {
+	return bytes.Contains(content, []byte("image")) || bytes.Contains(content, []byte("curl")) ||
+		bytes.Contains(content, []byte("wget")) || bytes.Contains(bytes.ToLower(content), []byte("iwr")) ||
+		bytes.Contains(bytes.ToLower(content), []byte("invoke-")) || bytes.Contains(bytes.ToLower(content), []byte("webclient"))
 }
 
 // Find implements Finder.
 func (Kubernetes) Find(content []byte) ([]Ref, error) {
-	return findManifests(content, func(apiVersion string) bool { return !strings.HasPrefix(apiVersion, "tekton.dev/") })
+	f, err := parseYAML(content)
+	return findYAML(content, f, err, Kubernetes{})
 }
 
-// findManifests reads every document whose apiVersion want accepts.
-func findManifests(content []byte, want func(apiVersion string) bool) ([]Ref, error) {
-	f, err := parseYAML(content)
-	if err != nil {
-		if isTemplate(content) {
-			return spanned(templateImageLines(content)), nil
-		}
-		return nil, err
+func (Kubernetes) notYAML(content []byte, err error) ([]Ref, error) {
+	return templateOrError(content, err)
+}
+
+func (Kubernetes) findYAML(f *yamlFile) []Ref {
+	return f.manifests(func(apiVersion string) bool { return !strings.HasPrefix(apiVersion, "tekton.dev/") })
+}
+
+// templateOrError reads a file that is not YAML as a template if it is one
+// (a Helm chart's templates/), else reports the error.
+func templateOrError(content []byte, err error) ([]Ref, error) {
+	if isTemplate(content) {
+		return spanned(templateImageLines(content)), nil
 	}
+	return nil, err
+}
+
+// manifests reads every document whose apiVersion want accepts.
+func (f *yamlFile) manifests(want func(apiVersion string) bool) []Ref {
 	var refs []Ref
 	for _, doc := range f.docs {
 		r := root(doc)
@@ -47,7 +67,7 @@ func findManifests(content []byte, want func(apiVersion string) bool) ([]Ref, er
 		}
 		refs = append(refs, f.containerImages(r)...)
 	}
-	return spanned(refs), nil
+	return refs
 }
 
 // containerImages finds `image:` scalars of container-like mappings (items

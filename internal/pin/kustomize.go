@@ -24,9 +24,12 @@ func (Kustomize) Match(path string, _ []byte) bool {
 // Find implements Finder.
 func (Kustomize) Find(content []byte) ([]Ref, error) {
 	f, err := parseYAML(content)
-	if err != nil {
-		return nil, err
-	}
+	return findYAML(content, f, err, Kustomize{})
+}
+
+func (Kustomize) notYAML(_ []byte, err error) ([]Ref, error) { return nil, err }
+
+func (Kustomize) findYAML(f *yamlFile) []Ref {
 	var refs []Ref
 	for _, doc := range f.docs {
 		imgs := get(root(doc), "images")
@@ -43,7 +46,7 @@ func (Kustomize) Find(content []byte) ([]Ref, error) {
 			}
 		}
 	}
-	return spanned(refs), nil
+	return refs
 }
 
 func (f *yamlFile) kustomizeImage(m *yaml.Node) (Ref, bool) {

@@ -84,7 +84,11 @@ func (l *Lock) Write(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, append(b, '\n'), 0o644)
+	mode := fs.FileMode(0o644)
+	if st, err := os.Stat(path); err == nil {
+		mode = st.Mode().Perm()
+	}
+	return writeAtomic(path, append(b, '\n'), mode)
 }
 
 // Resolve answers from the lock alone. A reference the lock does not name
@@ -178,26 +182,24 @@ func registryHost(pinned string) string {
 }
 
 // writeAtomic replaces path with data through a temporary file in the same
-// directory, keeping the file's mode.
+// directory, with mode: a crash leaves the old file or the new one.
 func writeAtomic(path string, data []byte, mode fs.FileMode) error {
-	if st, err := os.Stat(path); err == nil {
-		mode = st.Mode().Perm()
-	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".airlock-pin-*")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(mode)
 	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
-		return err
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
 	}
-	return os.Rename(tmp.Name(), path)
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+	}
+	return err
 }

@@ -203,6 +203,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 
 	current := map[string]bool{}
+	var writes []write
 	for _, s := range results {
 		if s.err != nil {
 			continue
@@ -273,15 +274,21 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		rep.Changes = append(rep.Changes, Change{Path: s.path, Old: s.content, New: next})
 		rep.Changed = append(rep.Changed, s.path)
-		if opts.Mode != ModeWrite {
+		if opts.Mode == ModeWrite {
+			var idx []int
+			for _, p := range fixes {
+				idx = append(idx, p.finding)
+			}
+			writes = append(writes, write{path: s.path, old: s.content, data: next, findings: idx})
+		}
+	}
+	for i, err := range writeAll(writes) {
+		if err != nil {
+			rep.Errors = append(rep.Errors, FileError{Path: writes[i].path, Message: "cannot write: " + err.Error()})
 			continue
 		}
-		if err := writeAtomic(s.path, next, 0o644); err != nil {
-			rep.Errors = append(rep.Errors, FileError{Path: s.path, Message: "cannot write: " + err.Error()})
-			continue
-		}
-		for _, p := range fixes {
-			rep.Findings[p.finding].Status = StatusRewritten
+		for _, f := range writes[i].findings {
+			rep.Findings[f].Status = StatusRewritten
 		}
 	}
 	sort.SliceStable(rep.Findings, func(i, j int) bool {
@@ -397,6 +404,57 @@ func resolveChunks(ctx context.Context, r Resolver, items []server.ResolveItem) 
 	return out, nil
 }
 
+// write is a file to rewrite and the findings it fixes.
+type write struct {
+	path     string
+	old      []byte
+	data     []byte
+	findings []int
+}
+
+// rewrite replaces a file's content in place, as gofmt -w does: the file
+// keeps its inode, mode, owner and links. If writing fails part way, the
+// old content is put back.
+func rewrite(path string, old, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if f, rerr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0); rerr == nil {
+			_, _ = f.Write(old)
+			_ = f.Close()
+		}
+	}
+	return err
+}
+
+// writeAll writes files in parallel, each atomically.
+func writeAll(ws []write) []error {
+	errs := make([]error, len(ws))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < max(runtime.GOMAXPROCS(0), 4); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				errs[i] = rewrite(ws[i].path, ws[i].old, ws[i].data)
+			}
+		}()
+	}
+	for i := range ws {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return errs
+}
+
 // scanAll reads and parses files in parallel, keeping their order.
 func scanAll(files []string, finders []Finder) []scanned {
 	out := make([]scanned, len(files))
@@ -460,11 +518,24 @@ func scanFile(path string, finders []Finder) (s scanned) {
 		kind       Kind
 	}
 	seen := map[span]bool{}
+	var parsedFile *yamlFile
+	var parseErr error
+	parsed := false
 	for _, f := range matched {
 		if !f.Match(path, content) {
 			continue
 		}
-		refs, err := f.Find(content)
+		var refs []Ref
+		var err error
+		if yf, ok := f.(yamlFinder); ok {
+			if !parsed {
+				parsedFile, parseErr = parseYAML(content)
+				parsed = true
+			}
+			refs, err = findYAML(content, parsedFile, parseErr, yf)
+		} else {
+			refs, err = f.Find(content)
+		}
 		if err != nil {
 			var pe *ParseError
 			fe := &FileError{Path: path, Message: err.Error()}

@@ -12,10 +12,17 @@ func (Tekton) Name() string { return "tekton" }
 
 // Match implements Finder.
 func (Tekton) Match(path string, content []byte) bool {
-	return isYAMLPath(path, true) && hasAll(content, "tekton.dev/")
+	return isYAMLPath(path, true) && hasAll(content, "tekton.dev/") && mayHold(content)
 }
 
 // Find implements Finder.
 func (Tekton) Find(content []byte) ([]Ref, error) {
-	return findManifests(content, func(apiVersion string) bool { return strings.HasPrefix(apiVersion, "tekton.dev/") })
+	f, err := parseYAML(content)
+	return findYAML(content, f, err, Tekton{})
+}
+
+func (Tekton) notYAML(content []byte, err error) ([]Ref, error) { return templateOrError(content, err) }
+
+func (Tekton) findYAML(f *yamlFile) []Ref {
+	return f.manifests(func(apiVersion string) bool { return strings.HasPrefix(apiVersion, "tekton.dev/") })
 }

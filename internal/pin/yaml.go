@@ -78,6 +78,24 @@ func validYAMLPrefix(b []byte) bool {
 	}
 }
 
+// yamlFinder is a Finder of a YAML format: the engine parses a file once
+// for every such finder that wants it.
+type yamlFinder interface {
+	Finder
+	findYAML(f *yamlFile) []Ref
+	// notYAML is called when the content does not parse: refs read some
+	// other way (a template), or the error to report.
+	notYAML(content []byte, err error) ([]Ref, error)
+}
+
+// findYAML runs a YAML finder over a parse result.
+func findYAML(content []byte, f *yamlFile, err error, fd yamlFinder) ([]Ref, error) {
+	if err != nil {
+		return fd.notYAML(content, err)
+	}
+	return spanned(fd.findYAML(f)), nil
+}
+
 // root returns a document's top node (a mapping for most formats), or nil.
 func root(doc *yaml.Node) *yaml.Node {
 	if doc == nil {
