@@ -360,6 +360,9 @@ func (im *importer) importZip(ctx context.Context, path string) error {
 		}
 		data, err := io.ReadAll(io.LimitReader(rc, lim.RecordBytes+1))
 		rc.Close()
+		if errors.Is(err, zip.ErrFormat) || errors.Is(err, zip.ErrChecksum) {
+			return fmt.Errorf("import %s: %w: member %s: its data does not match its header (%v)", path, ErrHostileArchive, member, err)
+		}
 		if err != nil {
 			return fmt.Errorf("import %s: %w: member %s: %v", path, ErrHostileArchive, member, err)
 		}
