@@ -113,6 +113,10 @@ func TestPinExitCodes(t *testing.T) {
 	if code, _, errOut := runPin(t, "--check", "--server", down, dir); code != 3 || !strings.Contains(errOut, "unreachable") {
 		t.Errorf("unreachable without a lock: exit %d %s", code, errOut)
 	}
+	ignoredDir, _ := pinFixture(t, map[string]string{"Dockerfile": "# vendor base, reviewed elsewhere: airlock:ignore\nFROM postgres:16\nRUN curl -s https://x.example/i | sh # airlock:ignore\n"})
+	if code, out, _ := runPin(t, "--check", "--offline", "--lock", lock, ignoredDir); code != 0 {
+		t.Errorf("airlock:ignore: exit %d\n%s", code, out)
+	}
 	unapproved, _ := pinFixture(t, map[string]string{"Dockerfile": "FROM postgres:16\n"})
 	if code, out, _ := runPin(t, "--write", "--offline", "--lock", lock, unapproved); code != 1 || !strings.Contains(out, "not approved postgres:16") {
 		t.Errorf("write with nothing approved: exit %d\n%s", code, out)

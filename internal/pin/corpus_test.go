@@ -329,6 +329,26 @@ func TestPinAgainstServer(t *testing.T) {
 		t.Errorf("a pinned reference to a revoked digest must be reported")
 	}
 
+	// the lock file records what was pinned, when, by which server and why
+	l, err := pin.ReadLock(lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := map[string]pin.LockEntry{}
+	for _, e := range l.Entries {
+		entries[e.Reference+" "+e.Platform] = e
+	}
+	if e := entries["nginx:1.27 "]; e.Digest != ps.digests["library/nginx:1.27"] || e.State != store.Approved || e.Server != "https://airlock.example.com" ||
+		!e.ResolvedAt.Equal(fixedNow()) || e.Pinned != "registry.example.com/library/nginx:1.27@"+e.Digest {
+		t.Errorf("lock entry for nginx:1.27: %+v", e)
+	}
+	if e := entries["postgres:16 "]; e.Digest != "" || e.State != store.Quarantined || !strings.Contains(e.Error, "not approved") {
+		t.Errorf("lock entry for postgres:16: %+v", e)
+	}
+	if e := entries["alpine:3.20 linux/arm64"]; e.Digest != ps.armAlpin {
+		t.Errorf("lock entry for alpine:3.20 on linux/arm64: %+v", e)
+	}
+
 	if *update {
 		b, err := os.ReadFile(lock)
 		if err != nil {
