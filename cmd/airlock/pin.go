@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -83,7 +84,10 @@ Exit codes: 0 passed, 1 not pinned / not approved, 2 a file could not be read or
 					return &exitError{code: exitUsage, err: err}
 				}
 			}
-			out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			// one finding per line, thousands of lines: buffer them
+			out, errw := bufio.NewWriter(cmd.OutOrStdout()), bufio.NewWriter(cmd.ErrOrStderr())
+			defer errw.Flush()
+			defer out.Flush()
 			switch {
 			case output == "json":
 				err = rep.WriteJSON(out)
@@ -99,6 +103,12 @@ Exit codes: 0 passed, 1 not pinned / not approved, 2 a file could not be read or
 				rep.WriteText(out, verbose)
 			}
 			if err != nil {
+				return err
+			}
+			if err := out.Flush(); err != nil {
+				return err
+			}
+			if err := errw.Flush(); err != nil {
 				return err
 			}
 			if len(rep.Errors) > 0 {
