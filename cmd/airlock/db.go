@@ -66,7 +66,12 @@ archive is refused or (with --strict) a record is bad, 3 the database cannot be 
 		Example: `  airlock db import ~/osv/Debian/all.zip ~/osv/PyPI/all.zip ~/osv/Go/all.zip
   airlock db import ./advisory-database/ --data /var/lib/airlock
   airlock db import GHSA-xxxx-yyyy-zzzz.json --strict -o json`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageErr("db import requires at least 1 arg: a directory, record file or zip archive")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "" && output != "json" {
 				return usageErr("-o must be json, not %q", output)
@@ -124,7 +129,12 @@ every vulnerability finding carries (sha256 over the sorted id and modified time
 record, so equal data gives an equal digest).`,
 		Example: `  airlock db status
   airlock db status --data /var/lib/airlock -o json`,
-		Args: cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErr("db status takes no arguments (the database is --data DIR/%s)", vulndb.FileName)
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "" && output != "json" {
 				return usageErr("-o must be json, not %q", output)
