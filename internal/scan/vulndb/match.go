@@ -135,13 +135,34 @@ func (m *matcher) matchPackage(ctx context.Context, p scan.Package) ([]scan.Vuln
 	if p.OwnedByDistro && !distroFamilies[fam] {
 		return nil, nil
 	}
-	name, sourceOnly := p.Name, false
-	if sourceFamilies[fam] && p.Source != "" {
-		name, sourceOnly = p.Source, true
+	var cands []candidate
+	switch {
+	case sourceFamilies[fam] && p.Source != "":
+		// Debian, Ubuntu and Alpine file advisories under the source
+		// package, whose version the binary package may not share.
+		c, err := m.candidates(ctx, fam, p.Source, true)
+		if err != nil {
+			return nil, err
+		}
+		cands = c
+	default:
+		c, err := m.candidates(ctx, fam, normalizeName(fam, p.Name), false)
+		if err != nil {
+			return nil, err
+		}
+		cands = c
+		// RPM distributions publish under binary or source package names;
+		// both share the version-release, so both are looked up.
+		if distroFamilies[fam] && !sourceFamilies[fam] && p.Source != "" && p.Source != p.Name {
+			c, err := m.candidates(ctx, fam, p.Source, false)
+			if err != nil {
+				return nil, err
+			}
+			cands = append(cands, c...)
+		}
 	}
-	cands, err := m.candidates(ctx, fam, normalizeName(fam, name), sourceOnly)
-	if err != nil || len(cands) == 0 {
-		return nil, err
+	if len(cands) == 0 {
+		return nil, nil
 	}
 	eco, ecoErr := version.For(p.Ecosystem)
 	var out []scan.Vulnerability

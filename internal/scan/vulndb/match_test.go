@@ -386,3 +386,56 @@ func TestEmptyDatabase(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestDistroFamilies: Debian, Alpine and Red Hat records (none are in the
+// test data, so a real Ubuntu record is re-targeted) are matched with their
+// own version order and naming: source package for Debian and Alpine,
+// binary or source package for RPM.
+func TestDistroFamilies(t *testing.T) {
+	retarget := func(eco, name string, events ...map[string]any) map[string]any {
+		rec := readRecord(t, "ubuntu/UBUNTU-CVE-2022-3715.json")
+		rec["id"] = "TEST-" + strings.ReplaceAll(eco, " ", "_")
+		evs := []any{}
+		for _, e := range events {
+			evs = append(evs, e)
+		}
+		rec["affected"] = []any{map[string]any{
+			"package": map[string]any{"ecosystem": eco, "name": name},
+			"ranges":  []any{map[string]any{"type": "ECOSYSTEM", "events": evs}},
+		}}
+		return rec
+	}
+	dir := t.TempDir()
+	writeJSON(t, dir, "debian.json", retarget("Debian:12", "glibc", map[string]any{"introduced": "0"}, map[string]any{"fixed": "2.36-9+deb12u3"}))
+	writeJSON(t, dir, "alpine.json", retarget("Alpine:v3.19", "openssl", map[string]any{"introduced": "0"}, map[string]any{"fixed": "3.1.4-r1"}))
+	writeJSON(t, dir, "redhat.json", retarget("Red Hat:enterprise_linux:9::baseos", "openssl", map[string]any{"introduced": "0"}, map[string]any{"fixed": "1:3.0.7-27.el9"}))
+	d := openDB(t)
+	if _, err := d.Import(context.Background(), dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		p    scan.Package
+		want string
+	}{
+		{scan.Package{Name: "libc6", Source: "glibc", Version: "2.36-9+deb12u2", Ecosystem: "Debian:12"}, "TEST-Debian:12"},
+		{scan.Package{Name: "libc6", Source: "glibc", Version: "2.36-9+deb12u3", Ecosystem: "Debian:12"}, ""},
+		{scan.Package{Name: "libc6", Source: "glibc", Version: "2.36-9+deb12u10", Ecosystem: "Debian:12"}, ""},
+		{scan.Package{Name: "libc6", Source: "glibc", Version: "2.36-9+deb12u2", Ecosystem: "Debian:11"}, ""},
+		{scan.Package{Name: "glibc", Version: "2.36-9+deb12u2", Ecosystem: "Debian:12"}, "TEST-Debian:12"},
+		{scan.Package{Name: "libssl3", Source: "openssl", Version: "3.1.4-r0", Ecosystem: "Alpine:v3.19"}, "TEST-Alpine:v3.19"},
+		{scan.Package{Name: "libssl3", Source: "openssl", Version: "3.1.4-r1", Ecosystem: "Alpine:v3.19"}, ""},
+		{scan.Package{Name: "libssl3", Source: "openssl", Version: "3.1.4_rc1-r5", Ecosystem: "Alpine:v3.19"}, "TEST-Alpine:v3.19"},
+		{scan.Package{Name: "openssl-libs", Source: "openssl", Version: "1:3.0.7-25.el9", Ecosystem: "Red Hat:enterprise_linux:9"}, "TEST-Red_Hat:enterprise_linux:9::baseos"},
+		{scan.Package{Name: "openssl-libs", Source: "openssl", Version: "1:3.0.7-27.el9", Ecosystem: "Red Hat:enterprise_linux:9"}, ""},
+		{scan.Package{Name: "openssl", Version: "3.0.7-28.el9", Ecosystem: "Red Hat:enterprise_linux:9"}, "TEST-Red_Hat:enterprise_linux:9::baseos"},
+	} {
+		got := ids(match(t, d, tc.p))
+		want := []string{}
+		if tc.want != "" {
+			want = []string{tc.want}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s (%s) %s on %s: %v, want %v", tc.p.Name, tc.p.Source, tc.p.Version, tc.p.Ecosystem, got, want)
+		}
+	}
+}
