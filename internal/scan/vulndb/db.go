@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -27,7 +28,7 @@ import (
 const FileName = "advisories.db"
 
 // schemaVersion is bumped with every change to the tables below.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // busyTimeout covers a second process (airlock db import next to airlock
 // serve) holding the write lock.
@@ -76,6 +77,9 @@ func OpenFile(ctx context.Context, path string) (*DB, error) {
 	// One writer: SQLite has one at a time anyway, and IMMEDIATE transactions
 	// make a second process wait (busy timeout) instead of failing.
 	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
 	d := &DB{path: abs, db: write, now: time.Now}
 	if err := d.init(ctx); err != nil {
 		write.Close()
@@ -99,6 +103,8 @@ func dsn(path string, readOnly bool) string {
 	q := url.Values{}
 	q.Set("_busy_timeout", strconv.FormatInt(busyTimeout.Milliseconds(), 10))
 	q.Set("_foreign_keys", "1")
+	// 64 MiB of page cache: an all.zip import touches index pages all over.
+	q.Add("_pragma", "cache_size(-65536)")
 	if readOnly {
 		q.Set("_query_only", "1")
 	} else {
@@ -120,12 +126,16 @@ func (d *DB) Close() error {
 	return err
 }
 
+// The tables: every record whole (the evidence, as imported), its header
+// (the record without affected[], what a finding needs besides the entry
+// that matched), one row per affected package with that entry's JSON, and
+// the binary packages Ubuntu lists for each source package.
 const schema = `
-CREATE TABLE IF NOT EXISTS meta (
+CREATE TABLE meta (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS sources (
+CREATE TABLE sources (
 	id          INTEGER PRIMARY KEY AUTOINCREMENT,
 	path        TEXT NOT NULL,
 	kind        TEXT NOT NULL,
@@ -134,24 +144,34 @@ CREATE TABLE IF NOT EXISTS sources (
 	records     INTEGER NOT NULL,
 	skipped     INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS advisories (
+CREATE TABLE advisories (
 	id        TEXT PRIMARY KEY,
 	modified  TEXT NOT NULL,
 	withdrawn TEXT,
 	digest    TEXT NOT NULL,
 	source    INTEGER NOT NULL REFERENCES sources(id),
+	header    BLOB NOT NULL,
 	record    BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS affected (
+CREATE TABLE packages (
 	advisory  TEXT NOT NULL REFERENCES advisories(id) ON DELETE CASCADE,
 	idx       INTEGER NOT NULL,
 	ecosystem TEXT NOT NULL,
 	family    TEXT NOT NULL,
 	name      TEXT NOT NULL,
-	via_binary INTEGER NOT NULL DEFAULT 0
+	affected  BLOB NOT NULL,
+	PRIMARY KEY (advisory, idx)
 );
-CREATE INDEX IF NOT EXISTS affected_package ON affected (family, name);
-CREATE INDEX IF NOT EXISTS affected_advisory ON affected (advisory);
+CREATE INDEX packages_name ON packages (family, name);
+CREATE TABLE binaries (
+	advisory TEXT NOT NULL,
+	idx      INTEGER NOT NULL,
+	family   TEXT NOT NULL,
+	name     TEXT NOT NULL,
+	FOREIGN KEY (advisory, idx) REFERENCES packages (advisory, idx) ON DELETE CASCADE
+);
+CREATE INDEX binaries_name ON binaries (family, name);
+CREATE INDEX binaries_advisory ON binaries (advisory, idx);
 `
 
 func (d *DB) init(ctx context.Context) error {
@@ -174,6 +194,16 @@ func (d *DB) init(ctx context.Context) error {
 		return fmt.Errorf("open advisory database %s: %w", d.path, err)
 	}
 	defer tx.Rollback()
+	if v > 0 {
+		// An older layout holds nothing that cannot be imported again: it
+		// is replaced, and status shows the database empty.
+		slog.Warn("advisory database layout changed; its records are dropped, import them again", "path", d.path, "from", v, "to", schemaVersion)
+		for _, t := range []string{"binaries", "packages", "affected", "advisories", "sources", "meta"} {
+			if _, err := tx.ExecContext(ctx, "DROP TABLE IF EXISTS "+t); err != nil {
+				return fmt.Errorf("open advisory database %s: %w", d.path, err)
+			}
+		}
+	}
 	if _, err := tx.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("create advisory database %s: %w", d.path, err)
 	}

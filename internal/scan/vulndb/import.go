@@ -160,6 +160,7 @@ type importer struct {
 	put    *sql.Stmt
 	del    *sql.Stmt
 	aff    *sql.Stmt
+	bin    *sql.Stmt
 	source int64
 	// ids of this source, for its digest
 	seen map[string]string
@@ -178,11 +179,12 @@ func newImporter(ctx context.Context, tx *sql.Tx, opts ImportOptions, at time.Ti
 		return s
 	}
 	im.get = prep(`SELECT modified, digest FROM advisories WHERE id = ?`)
-	im.put = prep(`INSERT INTO advisories (id, modified, withdrawn, digest, source, record) VALUES (?, ?, ?, ?, ?, ?)
+	im.put = prep(`INSERT INTO advisories (id, modified, withdrawn, digest, source, header, record) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET modified = excluded.modified, withdrawn = excluded.withdrawn,
-		digest = excluded.digest, source = excluded.source, record = excluded.record`)
-	im.del = prep(`DELETE FROM affected WHERE advisory = ?`)
-	im.aff = prep(`INSERT INTO affected (advisory, idx, ecosystem, family, name, via_binary) VALUES (?, ?, ?, ?, ?, ?)`)
+		digest = excluded.digest, source = excluded.source, header = excluded.header, record = excluded.record`)
+	im.del = prep(`DELETE FROM packages WHERE advisory = ?`)
+	im.aff = prep(`INSERT INTO packages (advisory, idx, ecosystem, family, name, affected) VALUES (?, ?, ?, ?, ?, ?)`)
+	im.bin = prep(`INSERT INTO binaries (advisory, idx, family, name) VALUES (?, ?, ?, ?)`)
 	if err != nil {
 		im.close()
 		return nil, fmt.Errorf("import: %w", err)
@@ -191,7 +193,7 @@ func newImporter(ctx context.Context, tx *sql.Tx, opts ImportOptions, at time.Ti
 }
 
 func (im *importer) close() {
-	for _, s := range []*sql.Stmt{im.get, im.put, im.del, im.aff} {
+	for _, s := range []*sql.Stmt{im.get, im.put, im.del, im.aff, im.bin} {
 		if s != nil {
 			s.Close()
 		}
@@ -439,7 +441,7 @@ func (im *importer) importRecord(ctx context.Context, name string, data []byte) 
 	if r.Withdrawn != "" {
 		withdrawn = r.Withdrawn
 	}
-	if _, err := im.put.ExecContext(ctx, r.ID, r.Modified, withdrawn, digest, im.source, compact); err != nil {
+	if _, err := im.put.ExecContext(ctx, r.ID, r.Modified, withdrawn, digest, im.source, r.header, compact); err != nil {
 		return fmt.Errorf("import %s: %w", name, err)
 	}
 	if exists {
@@ -455,14 +457,14 @@ func (im *importer) importRecord(ctx context.Context, name string, data []byte) 
 			continue
 		}
 		fam := version.Family(a.Package.Ecosystem)
-		if _, err := im.aff.ExecContext(ctx, r.ID, i, a.Package.Ecosystem, fam, normalizeName(fam, a.Package.Name), 0); err != nil {
+		if _, err := im.aff.ExecContext(ctx, r.ID, i, a.Package.Ecosystem, fam, normalizeName(fam, a.Package.Name), []byte(r.rawAffected[i])); err != nil {
 			return fmt.Errorf("import %s: %w", name, err)
 		}
 		for _, bin := range binaryNames(a) {
 			if bin == a.Package.Name {
 				continue
 			}
-			if _, err := im.aff.ExecContext(ctx, r.ID, i, a.Package.Ecosystem, fam, normalizeName(fam, bin), 1); err != nil {
+			if _, err := im.bin.ExecContext(ctx, r.ID, i, fam, normalizeName(fam, bin)); err != nil {
 				return fmt.Errorf("import %s: %w", name, err)
 			}
 		}

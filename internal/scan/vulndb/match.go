@@ -85,14 +85,20 @@ type candidate struct {
 	advisory  string
 	idx       int
 	ecosystem string
+	affected  []byte
 }
 
+// candidates lists the affected entries filed under a package name, or
+// (unless sourceOnly) listing it among the binaries built from them.
 func (m *matcher) candidates(ctx context.Context, family, name string, sourceOnly bool) ([]candidate, error) {
-	q := `SELECT DISTINCT advisory, idx, ecosystem FROM affected WHERE family = ? AND name = ?`
-	if sourceOnly {
-		q += ` AND via_binary = 0`
+	q := `SELECT advisory, idx, ecosystem, affected FROM packages WHERE family = ? AND name = ?`
+	args := []any{family, name}
+	if !sourceOnly {
+		q += ` UNION SELECT p.advisory, p.idx, p.ecosystem, p.affected FROM binaries b
+			JOIN packages p ON p.advisory = b.advisory AND p.idx = b.idx WHERE b.family = ? AND b.name = ?`
+		args = append(args, family, name)
 	}
-	rows, err := m.tx.QueryContext(ctx, q+` ORDER BY advisory, idx`, family, name)
+	rows, err := m.tx.QueryContext(ctx, q+` ORDER BY 1, 2`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("match: %w", err)
 	}
@@ -100,7 +106,7 @@ func (m *matcher) candidates(ctx context.Context, family, name string, sourceOnl
 	var out []candidate
 	for rows.Next() {
 		var c candidate
-		if err := rows.Scan(&c.advisory, &c.idx, &c.ecosystem); err != nil {
+		if err := rows.Scan(&c.advisory, &c.idx, &c.ecosystem, &c.affected); err != nil {
 			return nil, fmt.Errorf("match: %w", err)
 		}
 		out = append(out, c)
@@ -108,20 +114,24 @@ func (m *matcher) candidates(ctx context.Context, family, name string, sourceOnl
 	return out, rows.Err()
 }
 
+// record reads an advisory's header: the record without affected[].
 func (m *matcher) record(ctx context.Context, id string) (*Record, error) {
 	if r, ok := m.records[id]; ok {
 		return r, nil
 	}
 	var raw []byte
-	if err := m.tx.QueryRowContext(ctx, `SELECT record FROM advisories WHERE id = ?`, id).Scan(&raw); err != nil {
+	var withdrawn sql.NullString
+	if err := m.tx.QueryRowContext(ctx, `SELECT header, withdrawn FROM advisories WHERE id = ?`, id).Scan(&raw, &withdrawn); err != nil {
 		return nil, fmt.Errorf("match: read %s: %w", id, err)
 	}
-	var r Record
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("match: read %s: %w", id, err)
+	r := &Record{ID: id, Withdrawn: withdrawn.String}
+	if !withdrawn.Valid {
+		if err := json.Unmarshal(raw, r); err != nil {
+			return nil, fmt.Errorf("match: read %s: %w", id, err)
+		}
 	}
-	m.records[id] = &r
-	return &r, nil
+	m.records[id] = r
+	return r, nil
 }
 
 func (m *matcher) matchPackage(ctx context.Context, p scan.Package) ([]scan.Vulnerability, error) {
@@ -175,10 +185,13 @@ func (m *matcher) matchPackage(ctx context.Context, p scan.Package) ([]scan.Vuln
 		if err != nil {
 			return nil, err
 		}
-		if r.Withdrawn != "" || c.idx >= len(r.Affected) {
+		if r.Withdrawn != "" {
 			continue
 		}
-		a := r.Affected[c.idx]
+		var a Affected
+		if err := json.Unmarshal(c.affected, &a); err != nil {
+			return nil, fmt.Errorf("match: read %s: %w", r.ID, err)
+		}
 		hit, fixed, problems := evaluate(a, p.Version, fam, eco, ecoErr)
 		for _, pr := range problems {
 			slog.Debug("advisory range not evaluated", "advisory", r.ID, "package", p.Name, "version", p.Version, "reason", pr)

@@ -29,6 +29,12 @@ type Record struct {
 	Severity         []Severity      `json:"severity,omitempty"`
 	Affected         []Affected      `json:"affected,omitempty"`
 	DatabaseSpecific json.RawMessage `json:"database_specific,omitempty"`
+
+	// header is the record without affected[]; rawAffected are its entries
+	// as written. ParseRecord sets both; they are what the database stores
+	// so that a match reads only the entry that matched.
+	header      []byte
+	rawAffected []json.RawMessage
 }
 
 // Severity is one OSV severity entry: a CVSS vector or a vendor's word.
@@ -140,6 +146,21 @@ func ParseRecord(data []byte) (*Record, []byte, error) {
 	if err := json.Compact(&compact, js); err != nil {
 		return nil, nil, badRecord("invalid JSON: %v", err)
 	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(compact.Bytes(), &fields); err != nil {
+		return nil, nil, badRecord("invalid JSON: %v", err)
+	}
+	if raw, ok := fields["affected"]; ok && !bytes.Equal(raw, []byte("null")) {
+		if err := json.Unmarshal(raw, &r.rawAffected); err != nil || len(r.rawAffected) != len(r.Affected) {
+			return nil, nil, badRecord("%s: affected is not a list", r.ID)
+		}
+	}
+	delete(fields, "affected")
+	header, err := json.Marshal(fields)
+	if err != nil {
+		return nil, nil, badRecord("%s: %v", r.ID, err)
+	}
+	r.header = header
 	return &r, compact.Bytes(), nil
 }
 

@@ -73,7 +73,7 @@ func (d *DB) Status(ctx context.Context) (Status, error) {
 		rows.Close()
 		st.NewestModified = best
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT family, COUNT(DISTINCT advisory) FROM affected GROUP BY family ORDER BY family`)
+	rows, err := tx.QueryContext(ctx, `SELECT family, COUNT(DISTINCT advisory) FROM packages GROUP BY family ORDER BY family`)
 	if err != nil {
 		return Status{}, fmt.Errorf("status: %w", err)
 	}
