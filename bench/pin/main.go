@@ -66,6 +66,8 @@ type result struct {
 	Files    int             `json:"files"`
 	Median   time.Duration   `json:"medianNs"`
 	Runs     []time.Duration `json:"runsNs"`
+	CPU      time.Duration   `json:"medianCpuNs"` // user + system time of the process
+	CPUs     []time.Duration `json:"cpuNs"`
 	Pinned   int             `json:"pinnedLines"` // lines changed
 	Note     string          `json:"note,omitempty"`
 	Coverage string          `json:"coverage,omitempty"`
@@ -175,13 +177,14 @@ func run(o options) error {
 			_ = os.WriteFile(filepath.Join(work, strings.ReplaceAll(tool, " ", "_")+".log"), out.Bytes(), 0o644)
 			if i > 0 { // the first run warms the page cache and binaries
 				r.Runs = append(r.Runs, d)
+				r.CPUs = append(r.CPUs, c.ProcessState.UserTime()+c.ProcessState.SystemTime())
 			}
 			if last != "" {
 				os.RemoveAll(last)
 			}
 			last = dir
 		}
-		r.Median = median(r.Runs)
+		r.Median, r.CPU = median(r.Runs), median(r.CPUs)
 		r.Pinned = changedLines(from, last)
 		return r, last, nil
 	}
@@ -239,18 +242,18 @@ func run(o options) error {
 func report(results []result, o options, nAll, nSub int, fz, aSub, aSubSrv, aLock, aServer result, missed []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## airlock pin vs frizbee: %d files (%d in frizbee's formats), %d images, median of %d runs\n\n", nAll, nSub, o.images, o.reps)
-	fmt.Fprintln(&b, "| tool | formats | files | median | lines pinned | note |")
-	fmt.Fprintln(&b, "|---|---|---|---|---|---|")
+	fmt.Fprintln(&b, "| tool | formats | files | median wall | median CPU (user+sys) | lines pinned | note |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|")
 	for _, r := range results {
 		if r.Median == 0 {
-			fmt.Fprintf(&b, "| %s | - | - | - | - | %s |\n", r.Tool, r.Note)
+			fmt.Fprintf(&b, "| %s | - | - | - | - | - | %s |\n", r.Tool, r.Note)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %s | %d | %s |\n", r.Tool, r.Scope, r.Files, r.Median.Round(time.Millisecond), r.Pinned, r.Note)
+		fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %d | %s |\n", r.Tool, r.Scope, r.Files, r.Median.Round(time.Millisecond), r.CPU.Round(time.Millisecond), r.Pinned, r.Note)
 	}
 	ratio := func(a, b time.Duration) string { return fmt.Sprintf("%.1f×", float64(a)/float64(b)) }
-	fmt.Fprintf(&b, "\nOn frizbee's formats: airlock with the lock file is %s faster than frizbee, with the server %s faster.\n",
-		ratio(fz.Median, aSub.Median), ratio(fz.Median, aSubSrv.Median))
+	fmt.Fprintf(&b, "\nOn frizbee's formats: airlock with the lock file is %s faster than frizbee (CPU %s), with the server %s (CPU %s).\n",
+		ratio(fz.Median, aSub.Median), ratio(fz.CPU, aSub.CPU), ratio(fz.Median, aSubSrv.Median), ratio(fz.CPU, aSubSrv.CPU))
 	fmt.Fprintf(&b, "All formats: lock file %s, server %s (%d lines pinned).\n", aLock.Median.Round(time.Millisecond), aServer.Median.Round(time.Millisecond), aServer.Pinned)
 	fmt.Fprintf(&b, "Coverage: %s", fz.Coverage)
 	if len(missed) > 0 {

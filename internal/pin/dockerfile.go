@@ -154,7 +154,7 @@ func (Dockerfile) Find(content []byte) ([]Ref, error) {
 				break
 			}
 		}
-		kw, rest, restAt := splitWord(l.text, 0)
+		kw, restAt := splitWord(l.text, 0)
 		upper := strings.ToUpper(kw)
 		if !dockerInstructions[upper] {
 			if templatedFile {
@@ -200,7 +200,6 @@ func (Dockerfile) Find(content []byte) ([]Ref, error) {
 			}
 		}
 		flags, words := dfArgs(l.text, restAt)
-		_ = rest
 		switch upper {
 		case "ARG":
 			for _, w := range words {
@@ -389,8 +388,8 @@ type word struct {
 	start, end int // in the logical text
 }
 
-// splitWord returns the first word of s[from:], the rest and its offset.
-func splitWord(s string, from int) (string, string, int) {
+// splitWord returns the first word of s[from:] and the offset after it.
+func splitWord(s string, from int) (string, int) {
 	i := from
 	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
 		i++
@@ -399,7 +398,7 @@ func splitWord(s string, from int) (string, string, int) {
 	for j < len(s) && s[j] != ' ' && s[j] != '\t' {
 		j++
 	}
-	return s[i:j], s[j:], j
+	return s[i:j], j
 }
 
 // dfArgs splits an instruction's arguments into leading --flags and words.

@@ -2,7 +2,6 @@ package pin
 
 import (
 	"path/filepath"
-	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -91,6 +90,5 @@ func (f *yamlFile) kustomizeImage(m *yaml.Node) (Ref, bool) {
 		r.Manual = "newName and digest cannot be added to a flow-style entry; write them"
 	}
 	r.Split = sp
-	_ = strings.TrimSpace
 	return r, true
 }
