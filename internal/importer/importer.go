@@ -118,7 +118,14 @@ func retryAfter(rl *source.RateLimitError) time.Duration {
 // Enqueue validates a request and enqueues its job; the import stage runs
 // it. Credentials stay in memory only, for this process's workers.
 func (im *Importer) Enqueue(ctx context.Context, req Request, key string) (store.Job, error) {
-	if _, err := im.parse(req); err != nil {
+	src, err := im.parse(req)
+	if err != nil {
+		return store.Job{}, err
+	}
+	if _, _, err := im.target(src, req.As); err != nil {
+		return store.Job{}, err
+	}
+	if _, err := parsePlatform(req.Platform); err != nil {
 		return store.Job{}, err
 	}
 	payload, _ := json.Marshal(req)
