@@ -16,16 +16,17 @@ import (
 
 var _ scan.Matcher = (*DB)(nil)
 
-// distroFamilies are the ecosystems of operating system packages. Their
-// advisories are filed against source packages, and a language package whose
-// files such a package owns is judged by them, not by the upstream advisory.
+// distroFamilies are the ecosystems of operating system packages: a
+// language package whose files such a package owns is judged by the
+// distribution's advisories, not by the upstream one.
 var distroFamilies = map[string]bool{
 	"Debian": true, "Ubuntu": true, "Alpine": true, "Wolfi": true, "Chainguard": true, "MinimOS": true,
 	"Red Hat": true, "Rocky Linux": true, "AlmaLinux": true, "openSUSE": true, "SUSE": true,
 	"Mageia": true, "Photon OS": true, "Azure Linux": true, "openEuler": true,
 }
 
-// sourceFamilies file advisories under the source package name.
+// sourceFamilies file advisories under the source package name (RPM
+// distributions use binary or source names).
 var sourceFamilies = map[string]bool{
 	"Debian": true, "Ubuntu": true, "Alpine": true, "Wolfi": true, "Chainguard": true, "MinimOS": true,
 }
