@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/airlock-dev/airlock/internal/shareddata"
 )
 
-const osvData = "../../../shared/data/osv"
+var osvData = shareddata.Lookup("osv")
 
 // runDB runs `airlock db ARGS` in-process and returns its exit code and output.
 func runDB(t *testing.T, args ...string) (int, string, string) {

@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/airlock-dev/airlock/internal/shareddata"
 )
 
 // vectorDir holds osv-scalibr's version-ordering vectors (see its NOTICE.md).
-const vectorDir = "../../../../shared/data/versions"
+var vectorDir = shareddata.Lookup("versions")
 
 // vectorEcosystems maps every vector file to the ecosystems it checks; a
 // file in the folder that is not listed fails the test, so new vectors are

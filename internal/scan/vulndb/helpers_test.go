@@ -10,10 +10,11 @@ import (
 	"testing"
 
 	"github.com/airlock-dev/airlock/internal/scan"
+	"github.com/airlock-dev/airlock/internal/shareddata"
 )
 
 // osvDir holds real, unmodified OSV records (see its NOTICE.md files).
-const osvDir = "../../../../shared/data/osv"
+var osvDir = shareddata.Lookup("osv")
 
 func openDB(t testing.TB) *DB {
 	t.Helper()
