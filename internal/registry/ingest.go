@@ -305,6 +305,8 @@ func (in *ingest) tag(ctx context.Context, tag string, top manifestBlob) (kept b
 			return true, nil
 		}
 	}
+	in.g.cache.manifestWritten()
+	defer in.g.cache.manifestWritten()
 	err = in.rep.Tags(ctx).Tag(ctx, tag, ocispec.Descriptor{Digest: digest.Digest(top.digest), MediaType: top.mediaType, Size: int64(len(top.raw))})
 	return false, err
 }

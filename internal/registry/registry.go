@@ -77,6 +77,7 @@ type Registry struct {
 	log         *slog.Logger
 	metrics     *Metrics
 	missingHook func(ctx context.Context, repo, ref string, c identity.Caller) string
+	cache       *gateCache
 }
 
 // New builds a registry over the configured storage.
@@ -142,6 +143,7 @@ func New(ctx context.Context, o Options) (*Registry, error) {
 		allow: newGlobMatcher(o.AllowUnvetted), anon: o.AnonymousPull,
 		maxSize: o.MaxManifestSize, foreign: foreign, log: o.Logger, metrics: o.Metrics,
 		missingHook: o.OnMissing,
+		cache:       newGateCache(o.Store),
 	}, nil
 }
 
@@ -296,7 +298,7 @@ func (g *Registry) manifest(w http.ResponseWriter, r *http.Request, c identity.C
 		}
 		dgst := rt.ref
 		if !strings.Contains(dgst, ":") {
-			d, err := g.resolveTag(r.Context(), rt.repo, rt.ref)
+			d, err := g.tagDigest(r.Context(), rt.repo, rt.ref)
 			if err != nil {
 				g.internal(w, "resolve tag", err)
 				return
@@ -313,7 +315,7 @@ func (g *Registry) manifest(w http.ResponseWriter, r *http.Request, c identity.C
 			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", fmt.Sprintf("invalid digest %q", dgst), nil)
 			return
 		}
-		state, found, err := g.store.ManifestServable(r.Context(), rt.repo, dgst)
+		state, found, err := g.servableManifest(r.Context(), rt.repo, dgst)
 		if err != nil {
 			g.internal(w, "gate", err)
 			return
@@ -351,12 +353,16 @@ func (g *Registry) manifest(w http.ResponseWriter, r *http.Request, c identity.C
 			g.deny(w, r, c, rt, rt.ref, fmt.Sprintf("role %q cannot push; a pusher, scanner or admin token can", roleName(c)))
 			return
 		}
+		g.cache.manifestWritten()
+		defer g.cache.manifestWritten()
 		g.putManifest(w, r, c, rt)
 	case http.MethodDelete:
 		if !g.canDelete(c, rt.repo) {
 			g.deny(w, r, c, rt, rt.ref, fmt.Sprintf("role %q cannot delete in %s; only an admin can delete vetted content", roleName(c), rt.repo))
 			return
 		}
+		g.cache.manifestWritten()
+		defer g.cache.manifestWritten()
 		dgst := rt.ref
 		if !strings.Contains(dgst, ":") {
 			// Deleting a tag leaves the manifest and its record in place.
@@ -565,7 +571,7 @@ func (g *Registry) blob(w http.ResponseWriter, r *http.Request, c identity.Calle
 			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", fmt.Sprintf("invalid digest %q", rt.ref), nil)
 			return
 		}
-		ok, err := g.store.BlobServable(r.Context(), rt.repo, rt.ref)
+		ok, err := g.servableBlob(r.Context(), rt.repo, rt.ref)
 		if err != nil {
 			g.internal(w, "gate", err)
 			return
@@ -636,7 +642,7 @@ func (g *Registry) referrers(w http.ResponseWriter, r *http.Request, c identity.
 	ctx := r.Context()
 	gated := g.gated(c, rt.repo)
 	if gated {
-		state, found, err := g.store.ManifestServable(ctx, rt.repo, rt.ref)
+		state, found, err := g.servableManifest(ctx, rt.repo, rt.ref)
 		if err != nil {
 			g.internal(w, "gate", err)
 			return

@@ -402,7 +402,7 @@ func (s *Store) ManifestServable(ctx context.Context, repository, digest string)
 		state    store.State
 		approved bool
 	)
-	err := s.read.QueryRowContext(ctx, manifestServableQuery, repository, nanos(s.now()), digest).Scan(&state, &approved)
+	err := s.manifestStmt.QueryRowContext(ctx, repository, nanos(s.now()), digest).Scan(&state, &approved)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
@@ -422,7 +422,7 @@ func (s *Store) ManifestServable(ctx context.Context, repository, digest string)
 // effective state is approved.
 func (s *Store) BlobServable(ctx context.Context, repository, blob string) (bool, error) {
 	var ok bool
-	if err := s.read.QueryRowContext(ctx, blobServableQuery, repository, nanos(s.now()), blob).Scan(&ok); err != nil {
+	if err := s.blobStmt.QueryRowContext(ctx, repository, nanos(s.now()), blob).Scan(&ok); err != nil {
 		return false, fmt.Errorf("check blob %s in %s: %w", blob, repository, err)
 	}
 	return ok, nil

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -35,7 +36,16 @@ type Store struct {
 	write *sql.DB // exactly one connection: SQLite has one writer at a time anyway
 	read  *sql.DB
 	now   func() time.Time
+	// gen counts write transactions (bumped before and after each commit),
+	// so a cache of reads can tell that nothing changed since it read.
+	gen atomic.Uint64
+	// The gate's two queries run on every blob and manifest GET: prepared
+	// once, they skip SQLite's parse and plan (most of their cost).
+	manifestStmt, blobStmt *sql.Stmt
 }
+
+// Generation changes whenever a write transaction commits in this process.
+func (s *Store) Generation() uint64 { return s.gen.Load() }
 
 var _ store.Store = (*Store)(nil)
 
@@ -85,6 +95,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if s.manifestStmt, err = read.PrepareContext(ctx, manifestServableQuery); err == nil {
+		s.blobStmt, err = read.PrepareContext(ctx, blobServableQuery)
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: prepare: %w", abs, err)
 	}
 	return s, nil
 }
@@ -169,6 +186,11 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes both pools.
 func (s *Store) Close() error {
 	var errs []error
+	for _, st := range []*sql.Stmt{s.manifestStmt, s.blobStmt} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
 	if s.read != nil {
 		errs = append(errs, s.read.Close())
 	}
@@ -186,7 +208,10 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		tx.Rollback()
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	s.gen.Add(1)
+	err = tx.Commit()
+	s.gen.Add(1)
+	if err != nil {
 		return fmt.Errorf("store %s: commit: %w", s.path, err)
 	}
 	return nil
