@@ -172,7 +172,16 @@ func TestDecideSignVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	im, _ := idx.IndexManifest()
-	if len(im.Manifests) != 1 || im.Manifests[0].Digest.String() != att.Manifest || im.Manifests[0].ArtifactType != attest.MediaTypeDSSE {
+	// The scan stage's SBOM and report are referrers too.
+	var dsse []v1.Descriptor
+	kinds := map[string]bool{}
+	for _, m := range im.Manifests {
+		kinds[m.ArtifactType] = true
+		if m.ArtifactType == attest.MediaTypeDSSE {
+			dsse = append(dsse, m)
+		}
+	}
+	if len(dsse) != 1 || dsse[0].Digest.String() != att.Manifest || !kinds["application/vnd.cyclonedx+json"] || !kinds["application/vnd.airlock.scan.report.v1+json"] {
 		t.Fatalf("referrers: %+v", im.Manifests)
 	}
 	desc, err := remote.Head(in.Ref(t, repo+":"+attest.AttTag(want)), pullAuth)
@@ -202,7 +211,7 @@ func TestDecideSignVerify(t *testing.T) {
 		t.Fatalf("predicate %s", st.Predicate)
 	}
 	for _, e := range pred.Evidence {
-		if (e.Stage == "import" && (e.Status != "done" || e.Digest == "")) || (e.Stage == "scan" && e.Status != store.StageNotRun) {
+		if (e.Stage == "import" && (e.Status != "done" || e.Digest == "")) || (e.Stage == "scan" && (e.Status != store.StageDone || e.Digest == "")) {
 			t.Errorf("evidence %+v", e)
 		}
 	}

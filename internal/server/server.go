@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if s.Decider, err = newDecider(cfg, st, s.Registry, log); err != nil {
 		return nil, err
 	}
-	s.Runner = pipeline.NewRunner(st, s.Importer, s.decideStep())
+	s.Runner = pipeline.NewRunner(st, s.Importer, s.scanStep(), s.decideStep())
 	s.Runner.Workers = int(cfg.Pipeline.Workers)
 	s.Runner.Lease = cfg.Pipeline.Lease
 	s.Runner.StageTimeout = cfg.Pipeline.StageTimeout
