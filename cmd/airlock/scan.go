@@ -107,6 +107,9 @@ Exit codes: 0 no finding at or above --fail-on (or no --fail-on), 1 findings at 
 			opts := scan.Options{Reference: args[0], Repository: repo, Detectors: ds, Version: server.Version, TempDir: os.TempDir()}
 			opts.Rules, opts.RulesHash = detect.RulesInfo(ds)
 			db, note, err := openAdvisories(ctx, data)
+			if errors.Is(err, errNoAdvisories) {
+				return usageErr("%v", err)
+			}
 			if err != nil {
 				return &exitError{code: exitInternal, err: err}
 			}
@@ -175,6 +178,8 @@ func isTerminal(w io.Writer) bool {
 	return ok && isatty.IsTerminal(f.Fd())
 }
 
+var errNoAdvisories = errors.New("no advisory database")
+
 // openAdvisories opens DATA/advisories.db if it exists; without one the
 // scan reports everything but known vulnerabilities, and says so.
 func openAdvisories(ctx context.Context, flag string) (*vulndb.DB, string, error) {
@@ -182,7 +187,7 @@ func openAdvisories(ctx context.Context, flag string) (*vulndb.DB, string, error
 	p := filepath.Join(dir, vulndb.FileName)
 	if _, err := os.Stat(p); err != nil {
 		if flag != "" {
-			return nil, "", fmt.Errorf("no advisory database at %s: import one with airlock db import --data %s PATH", p, flag)
+			return nil, "", fmt.Errorf("%w at %s: import one with airlock db import --data %s PATH", errNoAdvisories, p, flag)
 		}
 		return nil, "", nil
 	}

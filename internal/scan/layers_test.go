@@ -231,3 +231,38 @@ func FuzzLayer(f *testing.F) {
 		}
 	})
 }
+
+func FuzzPackageDatabases(f *testing.F) {
+	f.Add([]byte("/.\n/usr/bin/x\n/usr/lib/y\n"))
+	f.Add([]byte("P:musl\nV:1.2.4-r4\nF:lib\nR:ld-musl-x86_64.so.1\n\nP:b\nR:x\n"))
+	f.Add([]byte("Package: libc6\nVersion: 2.36\n\nPackage: b\nVersion: 1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, p := range DpkgList(data) {
+			if !strings.HasPrefix(p, "/") {
+				t.Fatalf("relative owned path %q", p)
+			}
+		}
+		for p := range ApkFiles(data) {
+			if !strings.HasPrefix(p, "/") || strings.Contains(p, "/../") {
+				t.Fatalf("unclean owned path %q", p)
+			}
+		}
+		_ = StanzasContain(data, dpkgStanza("libc6", "2.36"))
+		_ = StanzasContain(data, apkStanza("musl", "1.2.4-r4"))
+	})
+}
+
+func TestStanzas(t *testing.T) {
+	db := []byte("Package: libc6\nStatus: install ok installed\nVersion: 2.36-9\n\nPackage: zlib1g\nVersion: 1:1.2.13\n")
+	if !StanzasContain(db, dpkgStanza("zlib1g", "1:1.2.13")) || StanzasContain(db, dpkgStanza("zlib1g", "2.36-9")) || StanzasContain(db, dpkgStanza("libc", "2.36-9")) {
+		t.Fatal("stanza matching")
+	}
+	apk := []byte("P:musl\nV:1.2.4-r4\nF:lib\nR:ld.so\nF:usr/lib\nR:libc.so\n\nP:zlib\nV:1.3-r0\n")
+	if !StanzasContain(apk, apkStanza("zlib", "1.3-r0")) || StanzasContain(apk, apkStanza("musl", "1.3-r0")) {
+		t.Fatal("apk stanza matching")
+	}
+	files := ApkFiles(apk)
+	if files["/lib/ld.so"] != "musl" || files["/usr/lib/libc.so"] != "musl" || len(files) != 2 {
+		t.Fatalf("apk files %v", files)
+	}
+}

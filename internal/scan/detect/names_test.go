@@ -82,3 +82,34 @@ func FuzzNames(f *testing.F) {
 		_ = nd.Check(repo)
 	})
 }
+
+func FuzzPasswd(f *testing.F) {
+	f.Add([]byte("root:x:0:0:root:/root:/bin/sh\ntoor:x:000:0::/:/bin/sh\n#c\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, u := range UIDZeroUsers(b) {
+			if strings.Contains(u, "\n") {
+				t.Fatalf("user %q spans lines", u)
+			}
+		}
+	})
+}
+
+func TestUIDZero(t *testing.T) {
+	got := UIDZeroUsers([]byte("root:x:0:0:root:/root:/bin/sh\nbin:x:1:1::/:/sbin/nologin\ntoor:x:000:0::/:/bin/sh\nbad\n"))
+	if strings.Join(got, ",") != "root,toor" {
+		t.Fatalf("uid 0 users: %v", got)
+	}
+}
+
+func TestEndOfLife(t *testing.T) {
+	for _, c := range []struct {
+		id, v string
+		ok    bool
+		date  string
+	}{{"debian", "10", true, "2024-06-30"}, {"debian", "12.5", true, "2028-06-30"}, {"alpine", "3.19.1", true, "2025-11-01"}, {"ubuntu", "22.04", true, "2027-06-01"}, {"fedora", "40", false, ""}} {
+		d, _, ok := EndOfLife(c.id, c.v)
+		if ok != c.ok || ok && d.Format("2006-01-02") != c.date {
+			t.Errorf("%s %s: %v %v", c.id, c.v, d, ok)
+		}
+	}
+}

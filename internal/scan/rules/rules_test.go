@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/airlock-dev/airlock/internal/shareddata"
 )
 
 func compileBuiltin(t testing.TB) *Set {
@@ -100,13 +102,13 @@ func TestLongLinesAndBoundaries(t *testing.T) {
 // The embedded copies of the shared data must be the published files.
 func TestEmbeddedDataMatchesShared(t *testing.T) {
 	for emb, shared := range map[string]string{
-		"miners/falco-miner-lists.yaml":    "../../../../shared/data/miners/falco-miner-lists.yaml",
-		"names/official-images.txt":        "../../../../shared/data/names/official-images.txt",
-		"names/official-images-former.txt": "../../../../shared/data/names/official-images-former.txt",
+		"miners/falco-miner-lists.yaml":    shareddata.Path(t, "miners", "falco-miner-lists.yaml"),
+		"names/official-images.txt":        shareddata.Path(t, "names", "official-images.txt"),
+		"names/official-images-former.txt": shareddata.Path(t, "names", "official-images-former.txt"),
 	} {
 		want, err := os.ReadFile(shared)
 		if err != nil {
-			t.Skipf("shared data not here: %v", err)
+			t.Fatal(err)
 		}
 		got, err := Builtin.ReadFile(emb)
 		if err != nil {
