@@ -96,6 +96,9 @@ func Run(ctx context.Context, img v1.Image, o Options) (*Report, error) {
 	if r.Packages == nil {
 		r.Packages = []Package{}
 	}
+	if eol, _, ok := EndOfLife(osr["ID"], osr["VERSION_ID"]); ok {
+		r.Image.OS.EOL = eol.Format("2006-01-02")
+	}
 	r.Image.Platform = cf.OS + "/" + cf.Architecture
 	if cf.Variant != "" {
 		r.Image.Platform += "/" + cf.Variant

@@ -3,6 +3,8 @@ package detect
 import (
 	"strings"
 	"testing"
+
+	"github.com/airlock-dev/airlock/internal/scan"
 )
 
 func TestNames(t *testing.T) {
@@ -107,7 +109,7 @@ func TestEndOfLife(t *testing.T) {
 		ok    bool
 		date  string
 	}{{"debian", "10", true, "2024-06-30"}, {"debian", "12.5", true, "2028-06-30"}, {"alpine", "3.19.1", true, "2025-11-01"}, {"ubuntu", "22.04", true, "2027-06-01"}, {"fedora", "40", false, ""}} {
-		d, _, ok := EndOfLife(c.id, c.v)
+		d, _, ok := scan.EndOfLife(c.id, c.v)
 		if ok != c.ok || ok && d.Format("2006-01-02") != c.date {
 			t.Errorf("%s %s: %v %v", c.id, c.v, d, ok)
 		}
