@@ -159,6 +159,33 @@ func Gather(ctx context.Context, st store.Store, digest string, job *store.Job) 
 			if len(s.Evidence) > 0 {
 				st.EvidenceDigest = store.DigestOf(s.Evidence)
 			}
+			if s.Name == "scan" && s.Status == store.StageDone && len(s.Evidence) > 0 {
+				// The scan stage's evidence (internal/scan/stage.Evidence):
+				// findings as the rules read them, and whether an SBOM was attached.
+				var scanned struct {
+					Findings []map[string]any `json:"findings"`
+					Images   []struct {
+						Artifacts []struct {
+							ArtifactType string `json:"artifactType"`
+						} `json:"artifacts"`
+					} `json:"images"`
+				}
+				if err := json.Unmarshal(s.Evidence, &scanned); err == nil {
+					for _, f := range scanned.Findings {
+						if _, ok := f["fixed"]; !ok {
+							f["fixed"] = ""
+						}
+						ev.Findings = append(ev.Findings, f)
+					}
+					for _, im := range scanned.Images {
+						for _, a := range im.Artifacts {
+							if strings.Contains(a.ArtifactType, "cyclonedx") {
+								ev.SBOM.Present = true
+							}
+						}
+					}
+				}
+			}
 			ev.Stages[s.Name] = st
 		}
 	}

@@ -68,14 +68,27 @@ func TestScanStage(t *testing.T) {
 	if len(evidence.Images) != 1 || evidence.Images[0].Digest != want || len(evidence.Images[0].Artifacts) != 2 || evidence.Images[0].ReportDigest == "" {
 		t.Fatalf("image evidence: %+v", evidence.Images)
 	}
-	// The image stays quarantined: a miner is no reason to approve.
+	// The policy reads the findings: a miner is denied and the digest rejected.
 	admin := in.Client(in.AdminToken)
 	rec, err := admin.Image(context.Background(), want)
-	if err != nil || rec.State != store.Quarantined {
-		t.Fatalf("record %+v %v", rec, err)
+	if err != nil || rec.State != store.Rejected || !strings.Contains(rec.History[len(rec.History)-1].Reason, "rule malware") {
+		t.Fatalf("record %+v %v", rec.History, err)
 	}
 
-	repo := strings.Replace(up.Host, ":", "_", 1) + "/tools/agent"
+	// A clean image is scanned too, stays quarantined for review, and once
+	// approved its SBOM and report are fetchable by a puller.
+	want = up.Push(t, "tools/clean:1.0", base, nil)
+	ev = importJSON(t, c, server.ImportRequest{Source: up.Host + "/tools/clean:1.0", Insecure: true})
+	if ev.Type != "result" {
+		t.Fatalf("import: %+v", ev)
+	}
+	if j := waitJob(t, c, ev.Job.ID); j.Stages[1].Name != "scan" || j.Stages[1].Status != store.StageDone {
+		t.Fatalf("clean scan stage: %+v", j.Stages)
+	}
+	if rec, err := admin.Image(context.Background(), want); err != nil || rec.State != store.Quarantined {
+		t.Fatalf("clean record %+v %v", rec, err)
+	}
+	repo := strings.Replace(up.Host, ":", "_", 1) + "/tools/clean"
 	ref := in.Ref(t, repo+"@"+want).(name.Digest)
 	pull := in.Token(t, "puller", store.RolePuller)
 	if _, err := remote.Referrers(ref, servertest.Auth("puller", pull)); err == nil {
