@@ -82,8 +82,21 @@ func TestScanStage(t *testing.T) {
 	if ev.Type != "result" {
 		t.Fatalf("import: %+v", ev)
 	}
-	if j := waitJob(t, c, ev.Job.ID); j.Stages[1].Name != "scan" || j.Stages[1].Status != store.StageDone {
+	j = waitJob(t, c, ev.Job.ID)
+	if j.Stages[1].Name != "scan" || j.Stages[1].Status != store.StageDone {
 		t.Fatalf("clean scan stage: %+v", j.Stages)
+	}
+	// Run again (as after a crash before its result was recorded), the stage
+	// gives the same evidence and the same referrers.
+	again, err := in.Server.Runner.Steps["scan"].Run(context.Background(), j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first, second stage.Evidence
+	if json.Unmarshal(j.Stages[1].Evidence, &first) != nil || json.Unmarshal(again.Evidence, &second) != nil ||
+		first.Images[0].ReportDigest != second.Images[0].ReportDigest || first.Images[0].Artifacts[0] != second.Images[0].Artifacts[0] ||
+		first.Images[0].Artifacts[1] != second.Images[0].Artifacts[1] {
+		t.Fatalf("scan stage run again:\n%s\n%s", again.Evidence, j.Stages[1].Evidence)
 	}
 	if rec, err := admin.Image(context.Background(), want); err != nil || rec.State != store.Quarantined {
 		t.Fatalf("clean record %+v %v", rec, err)

@@ -89,10 +89,12 @@ func (s *Step) Run(ctx context.Context, job store.Job) (pipeline.Outcome, error)
 	if len(repos) == 0 {
 		return pipeline.Outcome{}, &pipeline.Permanent{Err: fmt.Errorf("%s is in no repository", job.Digest)}
 	}
-	reference, upstream := "", ""
+	// The scan judges the image as of its import, so a stage run again after
+	// a crash makes the same report, byte for byte, and the same referrers.
+	reference, upstream, at := "", "", rec.CreatedAt
 	if imps, err := s.Store.ImportsOf(ctx, job.Digest); err == nil && len(imps) > 0 {
 		last := imps[len(imps)-1]
-		reference = last.Reference
+		reference, at = last.Reference, last.ResolvedAt
 		if last.Transport == "registry" && last.Normalized != "" {
 			upstream = scan.RepositoryOf(last.Normalized)
 		}
@@ -143,7 +145,7 @@ func (s *Step) Run(ctx context.Context, job store.Job) (pipeline.Outcome, error)
 			return pipeline.Outcome{}, fmt.Errorf("read %s from the registry: %w", t.digest, err)
 		}
 		opts := scan.Options{Reference: reference, Repository: upstream, Detectors: ds, Matcher: matcher,
-			Limits: s.Limits, TempDir: s.TempDir, Version: s.Version}
+			Limits: s.Limits, TempDir: s.TempDir, Version: s.Version, Now: at.UTC().Truncate(time.Second)}
 		if s.RulesInfo != nil {
 			opts.Rules, opts.RulesHash = s.RulesInfo(ds)
 		}
@@ -155,6 +157,7 @@ func (s *Step) Run(ctx context.Context, job store.Job) (pipeline.Outcome, error)
 			}
 			return pipeline.Outcome{}, err
 		}
+		rep.Scanner.DurationSecs = 0 // not part of the evidence: it would differ run to run
 		if rep.Image.Digest != t.digest {
 			return pipeline.Outcome{}, &pipeline.Permanent{Err: fmt.Errorf("scanned %s but asked for %s", rep.Image.Digest, t.digest)}
 		}
