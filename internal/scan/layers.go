@@ -12,6 +12,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -181,7 +182,7 @@ func Unpack(ctx context.Context, img v1.Image, dir string, lim Limits, disk Disk
 		root.Close()
 		return nil, fmt.Errorf("read layers: %w", err)
 	}
-	u := &unpacker{t: t, lim: lim, disk: disk, sinks: sinks}
+	u := &unpacker{t: t, lim: lim, disk: disk, sinks: sinks, inflight: make(chan struct{}, 64)}
 	for i, l := range layers {
 		d, err := l.Digest()
 		if err != nil {
@@ -197,26 +198,39 @@ func Unpack(ctx context.Context, img v1.Image, dir string, lim Limits, disk Disk
 		err = u.layer(ctx, i, d.String(), rc)
 		rc.Close()
 		if err != nil {
+			_ = u.wait()
 			root.Close()
 			return nil, err
 		}
+	}
+	if err := u.wait(); err != nil {
+		root.Close()
+		return nil, err
 	}
 	return t, nil
 }
 
 type unpacker struct {
-	t       *Tree
-	lim     Limits
-	disk    DiskFilter
-	sinks   []FileSink
-	total   int64
-	entries int
+	inflight chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	sinkErr  error
+	t        *Tree
+	lim      Limits
+	disk     DiskFilter
+	sinks    []FileSink
+	total    int64
+	entries  int
 }
 
 // applyLayer applies one layer's tar stream to the tree (for tests and fuzzing).
 func (t *Tree) applyLayer(ctx context.Context, lim Limits, index int, digest string, r io.Reader, disk DiskFilter, sinks ...FileSink) error {
-	u := &unpacker{t: t, lim: lim.withDefaults(), disk: disk, sinks: sinks}
-	return u.layer(ctx, index, digest, r)
+	u := &unpacker{t: t, lim: lim.withDefaults(), disk: disk, sinks: sinks, inflight: make(chan struct{}, 64)}
+	err := u.layer(ctx, index, digest, r)
+	if werr := u.wait(); err == nil {
+		err = werr
+	}
+	return err
 }
 
 func (u *unpacker) layer(ctx context.Context, index int, digest string, r io.Reader) error {
@@ -504,39 +518,135 @@ func (u *unpacker) regular(ctx context.Context, f *File, r io.Reader) error {
 		defer file.Close()
 		writers = append(writers, file)
 	}
-	var pipes []*io.PipeWriter
-	errs := make(chan error, len(u.sinks))
+	var pipes []*chunkPipe
 	for _, s := range u.sinks {
 		if !s.Want(f) {
 			continue
 		}
-		pr, pw := io.Pipe()
-		pipes = append(pipes, pw)
-		writers = append(writers, pw)
+		cp := newChunkPipe()
+		pipes = append(pipes, cp)
+		writers = append(writers, cp)
+		// Sinks run beside the walk, not in turn with it: the next member is
+		// decompressed while this one is scanned. inflight bounds how many
+		// files (and so how many buffered chunks) may be pending.
+		u.inflight <- struct{}{}
+		u.wg.Add(1)
 		go func(s FileSink) {
-			err := s.Content(ctx, f, io.LimitReader(pr, u.lim.MaxFile))
-			// Drain what the sink left so the writer never blocks.
-			_, _ = io.Copy(io.Discard, pr)
-			pr.Close()
-			errs <- err
+			defer u.wg.Done()
+			defer func() { <-u.inflight }()
+			err := s.Content(ctx, f, io.LimitReader(cp, u.lim.MaxFile))
+			cp.drain()
+			if err != nil {
+				u.fail(err)
+			}
 		}(s)
 	}
 	if len(writers) > 0 {
 		_, err = io.Copy(io.MultiWriter(writers...), io.LimitReader(r, f.Size))
 	}
-	for _, pw := range pipes {
-		pw.CloseWithError(err)
-	}
-	var sinkErr error
-	for range pipes {
-		if e := <-errs; e != nil && sinkErr == nil {
-			sinkErr = e
-		}
+	for _, cp := range pipes {
+		cp.closeWithError(err)
 	}
 	if err != nil {
 		return fmt.Errorf("read: %w", err)
 	}
-	return sinkErr
+	return nil
+}
+
+// wait waits for every sink still reading and returns the first error.
+func (u *unpacker) wait() error {
+	u.wg.Wait()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.sinkErr
+}
+
+func (u *unpacker) fail(err error) {
+	u.mu.Lock()
+	if u.sinkErr == nil {
+		u.sinkErr = err
+	}
+	u.mu.Unlock()
+}
+
+// chunkPipe hands a file's bytes to one sink through a bounded queue of
+// copies, so the writer only waits when the sink is far behind.
+type chunkPipe struct {
+	ch   chan *[]byte
+	err  error
+	done chan struct{}
+	cur  []byte
+	buf  *[]byte // the pooled chunk cur points into
+}
+
+const pipeChunks = 16
+
+func newChunkPipe() *chunkPipe {
+	return &chunkPipe{ch: make(chan *[]byte, pipeChunks), done: make(chan struct{})}
+}
+
+func (p *chunkPipe) Write(b []byte) (int, error) {
+	total := len(b)
+	select {
+	case <-p.done:
+		// The sink stopped reading (limit reached or finished): drop the rest.
+		return len(b), nil
+	default:
+	}
+	for len(b) > 0 {
+		bp := chunkPool.Get().(*[]byte)
+		n := copy((*bp)[:cap(*bp)], b)
+		*bp = (*bp)[:n]
+		b = b[n:]
+		select {
+		case p.ch <- bp:
+		case <-p.done:
+			chunkPool.Put(bp)
+			return total, nil
+		}
+	}
+	return total, nil
+}
+
+// chunkPool recycles the copies handed to sinks (the walk copies every
+// byte of every file a sink wants; fresh slices would be garbage at once).
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+
+func (p *chunkPipe) closeWithError(err error) {
+	p.err = err
+	close(p.ch)
+}
+
+func (p *chunkPipe) Read(b []byte) (int, error) {
+	for len(p.cur) == 0 {
+		if p.buf != nil {
+			chunkPool.Put(p.buf)
+			p.buf = nil
+		}
+		c, ok := <-p.ch
+		if !ok {
+			if p.err != nil {
+				return 0, p.err
+			}
+			return 0, io.EOF
+		}
+		p.buf, p.cur = c, *c
+	}
+	n := copy(b, p.cur)
+	p.cur = p.cur[n:]
+	return n, nil
+}
+
+// drain tells the writer the sink is done, then empties the queue.
+func (p *chunkPipe) drain() {
+	close(p.done)
+	if p.buf != nil {
+		chunkPool.Put(p.buf)
+		p.buf, p.cur = nil, nil
+	}
+	for c := range p.ch {
+		chunkPool.Put(c)
+	}
 }
 
 // Sorted returns the tree's entries sorted by path.

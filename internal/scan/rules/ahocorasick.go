@@ -1,69 +1,100 @@
 package rules
 
-// automaton is an Aho–Corasick matcher compiled to a full DFA over bytes:
-// one table lookup per input byte, state carried across calls, so a file is
-// matched in one pass with memory bounded by the patterns, not the input.
+// automaton is an Aho–Corasick matcher compiled to a full DFA over bytes in
+// one flat table: one lookup per input byte, state carried across calls, so
+// a file is matched in one pass with memory bounded by the patterns, not the
+// input. States with outputs are marked by the table's high bit so the hot
+// loop needs no second lookup.
 type automaton struct {
-	next [][256]int32 // transitions, failure links folded in
-	out  [][]int32    // pattern ids ending at each state (suffix outputs merged)
+	next []int32   // state<<8 | byte → next state, outMark set if it has outputs
+	out  [][]int32 // pattern ids ending at each state (suffix outputs merged)
+	lens []int     // pattern lengths
 }
 
+const outMark = int32(-1 << 31)
+
 func newAutomaton(patterns [][]byte) *automaton {
-	a := &automaton{next: make([][256]int32, 1), out: make([][]int32, 1)}
-	for i := range a.next[0] {
-		a.next[0][i] = -1
+	goto_ := [][256]int32{{}}
+	out := [][]int32{nil}
+	for i := range goto_[0] {
+		goto_[0][i] = -1
 	}
+	a := &automaton{}
 	for id, p := range patterns {
+		a.lens = append(a.lens, len(p))
 		s := int32(0)
 		for _, b := range p {
-			if a.next[s][b] < 0 {
+			if goto_[s][b] < 0 {
 				var row [256]int32
 				for i := range row {
 					row[i] = -1
 				}
-				a.next = append(a.next, row)
-				a.out = append(a.out, nil)
-				a.next[s][b] = int32(len(a.next) - 1)
+				goto_ = append(goto_, row)
+				out = append(out, nil)
+				goto_[s][b] = int32(len(goto_) - 1)
 			}
-			s = a.next[s][b]
+			s = goto_[s][b]
 		}
-		a.out[s] = append(a.out[s], int32(id))
+		out[s] = append(out[s], int32(id))
 	}
 	// Breadth-first: failure links, then fold them into the transitions.
-	fail := make([]int32, len(a.next))
-	queue := make([]int32, 0, len(a.next))
+	fail := make([]int32, len(goto_))
+	queue := make([]int32, 0, len(goto_))
 	for b := 0; b < 256; b++ {
-		if t := a.next[0][b]; t < 0 {
-			a.next[0][b] = 0
+		if t := goto_[0][b]; t < 0 {
+			goto_[0][b] = 0
 		} else {
-			fail[t] = 0
 			queue = append(queue, t)
 		}
 	}
 	for len(queue) > 0 {
 		s := queue[0]
 		queue = queue[1:]
-		a.out[s] = append(a.out[s], a.out[fail[s]]...)
+		out[s] = append(out[s], out[fail[s]]...)
 		for b := 0; b < 256; b++ {
-			t := a.next[s][b]
+			t := goto_[s][b]
 			if t < 0 {
-				a.next[s][b] = a.next[fail[s]][b]
+				goto_[s][b] = goto_[fail[s]][b]
 				continue
 			}
-			fail[t] = a.next[fail[s]][b]
+			fail[t] = goto_[fail[s]][b]
 			queue = append(queue, t)
+		}
+	}
+	a.out = out
+	a.next = make([]int32, len(goto_)*256)
+	for s, row := range goto_ {
+		for b, t := range row {
+			v := t
+			if len(out[t]) > 0 {
+				v |= outMark
+			}
+			a.next[s<<8|b] = v
 		}
 	}
 	return a
 }
 
-// feed runs data from state s and calls hit(pattern, end offset) for every
-// occurrence; it returns the state to continue from.
+// lower folds ASCII letters: the automaton runs over lower-cased bytes.
+var lower = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] = byte(i + 32)
+		}
+	}
+	return t
+}()
+
+// feed runs data from state s (case-folded) and calls hit(pattern, end
+// offset) for every occurrence; it returns the state to continue from.
 func (a *automaton) feed(s int32, data []byte, hit func(id int32, end int)) int32 {
+	next := a.next
 	for i, b := range data {
-		s = a.next[s][b]
-		if o := a.out[s]; len(o) > 0 {
-			for _, id := range o {
+		s = next[int(s)<<8|int(lower[b])]
+		if s < 0 {
+			s &^= outMark
+			for _, id := range a.out[s] {
 				hit(id, i+1)
 			}
 		}

@@ -201,38 +201,31 @@ func Load(dirs ...string) ([]Rule, error) {
 
 // Set is a compiled rule set.
 type Set struct {
-	Rules  []Rule
-	exact  *automaton
-	folded *automaton
-	lits   []lit // by pattern id: exact patterns first, then folded ones
-	nExact int
-	re     []*regexp.Regexp // by rule
+	Rules []Rule
+	ac    *automaton       // every literal, matched case-folded
+	lits  []lit            // by pattern id
+	re    []*regexp.Regexp // by rule
 }
 
 type lit struct {
-	rule int
-	all  bool // an All literal (else Any)
-	text string
+	rule  int
+	all   bool // an All literal (else Any)
+	exact bool // case matters: checked against the original bytes on a hit
+	text  string
 }
 
 // Compile builds the automata of rules.
 func Compile(rs []Rule) (*Set, error) {
 	s := &Set{Rules: rs, re: make([]*regexp.Regexp, len(rs))}
-	var exact, folded [][]byte
-	var el, fl []lit
+	var pats [][]byte
 	for i, r := range rs {
 		for _, group := range []struct {
 			lits []string
 			all  bool
 		}{{r.Match.Any, false}, {r.Match.All, true}} {
 			for _, l := range group.lits {
-				if r.Match.NoCase {
-					folded = append(folded, bytes.ToLower([]byte(l)))
-					fl = append(fl, lit{i, group.all, l})
-				} else {
-					exact = append(exact, []byte(l))
-					el = append(el, lit{i, group.all, l})
-				}
+				pats = append(pats, bytes.ToLower([]byte(l)))
+				s.lits = append(s.lits, lit{rule: i, all: group.all, exact: !r.Match.NoCase, text: l})
 			}
 		}
 		if r.Match.Regex != "" {
@@ -243,9 +236,7 @@ func Compile(rs []Rule) (*Set, error) {
 			s.re[i] = re
 		}
 	}
-	s.exact, s.folded = newAutomaton(exact), newAutomaton(folded)
-	s.lits = append(el, fl...)
-	s.nExact = len(el)
+	s.ac = newAutomaton(pats)
 	return s, nil
 }
 
@@ -350,20 +341,11 @@ func (s *Set) Scan(p string, size int64, r io.Reader, limit int64) ([]Hit, error
 	}
 	st := newState(s, active)
 	line := 0
-	var lower []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if len(chunk) > 0 {
 			line++
-			if s.folded != nil && len(s.lits) > s.nExact {
-				lower = append(lower[:0], chunk...)
-				for i, c := range lower {
-					if 'A' <= c && c <= 'Z' {
-						lower[i] = c + 32
-					}
-				}
-			}
-			st.line(chunk, lower, line)
+			st.line(chunk, line)
 		}
 		if err == bufio.ErrBufferFull {
 			continue
@@ -386,51 +368,64 @@ func (s *Set) ScanText(name, text string) []Hit {
 		active[i] = s.Rules[i].Config
 	}
 	st := newState(s, active)
-	lower := []byte(strings.ToLower(text))
-	st.line([]byte(text), lower, 1)
+	st.line([]byte(text), 1)
 	return st.hits()
 }
 
 type state struct {
 	s        *Set
 	active   []bool
-	es, fs   int32
+	as       int32
 	anyHit   []*Hit         // first Any hit per rule
 	allSeen  []map[int]bool // All literals seen per rule
 	reHit    []*Hit         // regex hit per rule
 	lineHits map[int]bool   // rules with an Any hit on the current line
+	regexAll bool           // an active regex rule without literals reads every line
 }
 
 func newState(s *Set, active []bool) *state {
-	return &state{s: s, active: active,
+	st := &state{s: s, active: active,
 		anyHit: make([]*Hit, len(s.Rules)), allSeen: make([]map[int]bool, len(s.Rules)),
 		reHit: make([]*Hit, len(s.Rules)), lineHits: map[int]bool{}}
-}
-
-func (st *state) line(chunk, lower []byte, n int) {
-	clear(st.lineHits)
-	hit := func(base int) func(id int32, end int) {
-		return func(id int32, end int) {
-			l := st.s.lits[base+int(id)]
-			if !st.active[l.rule] {
-				return
-			}
-			if l.all {
-				if st.allSeen[l.rule] == nil {
-					st.allSeen[l.rule] = map[int]bool{}
-				}
-				st.allSeen[l.rule][base+int(id)] = true
-				return
-			}
-			st.lineHits[l.rule] = true
-			if st.anyHit[l.rule] == nil {
-				st.anyHit[l.rule] = &Hit{Rule: &st.s.Rules[l.rule], Line: n, Excerpt: excerpt(chunk, end-len(l.text), end), Match: l.text}
-			}
+	for i, r := range s.Rules {
+		if active[i] && r.Match.Regex != "" && len(r.Match.Any) == 0 {
+			st.regexAll = true
 		}
 	}
-	st.es = st.s.exact.feed(st.es, chunk, hit(0))
-	if len(st.s.lits) > st.s.nExact {
-		st.fs = st.s.folded.feed(st.fs, lower, hit(st.s.nExact))
+	return st
+}
+
+func (st *state) line(chunk []byte, n int) {
+	if len(st.lineHits) > 0 {
+		clear(st.lineHits)
+	}
+	st.as = st.s.ac.feed(st.as, chunk, func(id int32, end int) {
+		l := st.s.lits[id]
+		if !st.active[l.rule] {
+			return
+		}
+		start := end - len(l.text)
+		if l.exact && (start < 0 || string(chunk[start:end]) != l.text) {
+			// Case differs (or the match began in the previous chunk of an
+			// over-long line, where the case cannot be checked: counted).
+			if start >= 0 {
+				return
+			}
+		}
+		if l.all {
+			if st.allSeen[l.rule] == nil {
+				st.allSeen[l.rule] = map[int]bool{}
+			}
+			st.allSeen[l.rule][int(id)] = true
+			return
+		}
+		st.lineHits[l.rule] = true
+		if st.anyHit[l.rule] == nil {
+			st.anyHit[l.rule] = &Hit{Rule: &st.s.Rules[l.rule], Line: n, Excerpt: excerpt(chunk, start, end), Match: l.text}
+		}
+	})
+	if len(st.lineHits) == 0 && !st.regexAll {
+		return
 	}
 	for i, re := range st.s.re {
 		if re == nil || !st.active[i] || st.reHit[i] != nil {
