@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
@@ -34,7 +35,8 @@ func TestProfileLayout(t *testing.T) {
 	if os.Getenv("AIRLOCK_PROFILE_NODETECT") != "" {
 		ds = nil
 	}
-	r, err := scan.Run(context.Background(), img, scan.Options{Detectors: ds})
+	start := time.Now()
+	r, err := scan.Run(context.Background(), img, scan.Options{Detectors: ds, Progress: func(s string) { t.Logf("%6.2fs %s", time.Since(start).Seconds(), s) }})
 	if err != nil {
 		t.Fatal(err)
 	}
