@@ -22,6 +22,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -283,11 +285,15 @@ func Glob(g, p string) bool {
 	return globRE(g).MatchString(p)
 }
 
-var globCache = map[string]*regexp.Regexp{}
+// globCache holds compiled ** globs; rules are matched from many goroutines.
+var (
+	globCache    sync.Map // string → *regexp.Regexp
+	globCacheLen atomic.Int64
+)
 
 func globRE(g string) *regexp.Regexp {
-	if re, ok := globCache[g]; ok {
-		return re
+	if re, ok := globCache.Load(g); ok {
+		return re.(*regexp.Regexp)
 	}
 	var b strings.Builder
 	b.WriteString("^")
@@ -308,8 +314,9 @@ func globRE(g string) *regexp.Regexp {
 	}
 	b.WriteString("$")
 	re := regexp.MustCompile(b.String())
-	if len(globCache) < 4096 {
-		globCache[g] = re
+	if globCacheLen.Load() < 4096 {
+		globCacheLen.Add(1)
+		globCache.Store(g, re)
 	}
 	return re
 }
