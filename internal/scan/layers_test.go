@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -59,14 +60,18 @@ func newTree(t testing.TB) *Tree {
 
 func all(*File) bool { return true }
 
+// recordSink is called from several goroutines at once, as every sink is.
 type recordSink struct {
+	mu   sync.Mutex
 	seen map[string]string
 }
 
 func (s *recordSink) Want(*File) bool { return true }
 func (s *recordSink) Content(_ context.Context, f *File, r io.Reader) error {
 	b, err := io.ReadAll(r)
+	s.mu.Lock()
 	s.seen[f.Path+"@"+f.Layer] = string(b)
+	s.mu.Unlock()
 	return err
 }
 
