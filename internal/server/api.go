@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -202,13 +203,9 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request, _ identity.C
 		writeJSONError(w, http.StatusBadRequest, "BAD_REQUEST", fmt.Sprintf("state %q is not one of quarantined, approved, rejected, revoked", f.State))
 		return
 	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 0 {
-			writeJSONError(w, http.StatusBadRequest, "BAD_REQUEST", "limit must be a non-negative integer")
-			return
-		}
-		f.Limit = n
+	var ok bool
+	if f.Limit, ok = queryLimit(w, q, 0, 0); !ok {
+		return
 	}
 	imgs, err := s.Store.Images(r.Context(), f)
 	if err != nil {
@@ -232,14 +229,9 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, _ identity.Caller
 		}
 		f.AfterSeq = n
 	}
-	f.Limit = 1000
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n <= 0 {
-			writeJSONError(w, http.StatusBadRequest, "BAD_REQUEST", "limit must be a positive integer")
-			return
-		}
-		f.Limit = n
+	var ok bool
+	if f.Limit, ok = queryLimit(w, q, 1000, 1); !ok {
+		return
 	}
 	es, err := s.Store.AuditEntries(r.Context(), f)
 	if err != nil {
@@ -265,4 +257,18 @@ func ParseLifetime(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("lifetime %q: use a positive duration like 720h or 90d", s)
 	}
 	return d, nil
+}
+
+// queryLimit reads ?limit= (def when absent, at least min), answering 400 when it is bad.
+func queryLimit(w http.ResponseWriter, q url.Values, def, min int) (int, bool) {
+	l := q.Get("limit")
+	if l == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil || n < min {
+		writeJSONError(w, http.StatusBadRequest, "BAD_REQUEST", fmt.Sprintf("limit must be an integer of at least %d", min))
+		return 0, false
+	}
+	return n, true
 }

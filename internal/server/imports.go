@@ -42,14 +42,10 @@ func (s *Server) importsAPI(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/imports", s.authedRaw(pusher, s.postImport))
 	mux.HandleFunc("GET /api/v1/jobs", s.authed(nil, func(w http.ResponseWriter, r *http.Request, _ identity.Caller) {
 		q := r.URL.Query()
-		f := store.JobFilter{Digest: q.Get("digest"), State: q.Get("state"), Limit: 100}
-		if l := q.Get("limit"); l != "" {
-			n, err := strconv.Atoi(l)
-			if err != nil || n < 0 {
-				writeJSONError(w, http.StatusBadRequest, "BAD_REQUEST", "limit must be a non-negative integer")
-				return
-			}
-			f.Limit = n
+		f := store.JobFilter{Digest: q.Get("digest"), State: q.Get("state")}
+		var ok bool
+		if f.Limit, ok = queryLimit(w, q, 100, 0); !ok {
+			return
 		}
 		jobs, err := s.Store.Jobs(r.Context(), f)
 		if err != nil {
