@@ -14,21 +14,10 @@ import (
 
 var osvData = shareddata.Lookup("osv")
 
-// runDB runs `airlock db ARGS` in-process and returns its exit code and output.
+// runDB runs `airlock db ARGS` in-process.
 func runDB(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	root := newRoot()
-	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	root.SetArgs(append([]string{"db"}, args...))
-	err := root.Execute()
-	code := 0
-	if err != nil {
-		code = exitCode(err)
-		errb.WriteString(err.Error())
-	}
-	return code, out.String(), errb.String()
+	return cli(t, append([]string{"db"}, args...)...)
 }
 
 func TestDBImportAndStatus(t *testing.T) {

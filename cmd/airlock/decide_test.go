@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,20 +10,11 @@ import (
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
-// run executes the CLI in-process and returns its output and exit code.
+// run executes the CLI in-process and returns its combined output and exit code.
 func run(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	root := newRoot()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err := root.Execute()
-	if err != nil {
-		out.WriteString("airlock: " + err.Error() + "\n")
-		return out.String(), exitCode(err)
-	}
-	return out.String(), 0
+	code, out, errs := cli(t, args...)
+	return out + errs, code
 }
 
 func TestKeysVerifyQueueShowCLI(t *testing.T) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,21 +8,10 @@ import (
 	"testing"
 )
 
-// runPin runs `airlock pin ARGS` in-process and returns its exit code and output.
+// runPin runs `airlock pin ARGS` in-process.
 func runPin(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	root := newRoot()
-	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	root.SetArgs(append([]string{"pin"}, args...))
-	err := root.Execute()
-	code := 0
-	if err != nil {
-		code = exitCode(err)
-		errb.WriteString(err.Error())
-	}
-	return code, out.String(), errb.String()
+	return cli(t, append([]string{"pin"}, args...)...)
 }
 
 func pinFixture(t *testing.T, files map[string]string) (dir, lock string) {

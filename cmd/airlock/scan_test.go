@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -17,20 +16,10 @@ import (
 	"github.com/airlock-dev/airlock/internal/server/servertest"
 )
 
+// runScan runs `airlock scan ARGS` in-process.
 func runScan(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	root := newRoot()
-	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	root.SetArgs(append([]string{"scan"}, args...))
-	err := root.Execute()
-	code := 0
-	if err != nil {
-		code = exitCode(err)
-		errb.WriteString(err.Error())
-	}
-	return code, out.String(), errb.String()
+	return cli(t, append([]string{"scan"}, args...)...)
 }
 
 // archive writes img as a docker-archive and returns its path.
