@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -264,30 +263,6 @@ func (b *bench) profile(ctx context.Context) error {
 		logf("%s: perf profile in %s (summary %s)", t.label, data, txt)
 	}
 	return nil
-}
-
-// cpuTime is the user and system CPU time process pid has used, all threads
-// together (Linux /proc; the clock ticks at 100 Hz there on every common
-// architecture, enough for the ~0.5 s of CPU one setting uses).
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	return time.Duration(utime+stime) * (time.Second / 100), nil
 }
 
 func percentile(d []time.Duration, q float64) time.Duration {
