@@ -1,0 +1,5 @@
+package sandboxtest
+
+import "runtime"
+
+func hostArch() string { return runtime.GOARCH }
