@@ -211,6 +211,8 @@ type Store interface {
 	Imports
 	Jobs
 	Decisions
+	Reevaluations
+	Waivers
 
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error

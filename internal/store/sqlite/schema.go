@@ -184,4 +184,57 @@ CREATE TABLE attestations (
 ) WITHOUT ROWID;
 CREATE INDEX attestations_digest ON attestations (digest, created_at);
 `,
+	// 4: re-evaluation against newer advisories, governed revocations with a
+	// grace period, and waivers of single findings.
+	`
+CREATE TABLE reevaluations (
+	id       INTEGER PRIMARY KEY AUTOINCREMENT,
+	digest   TEXT NOT NULL REFERENCES images (digest),
+	snapshot TEXT NOT NULL,
+	at       INTEGER NOT NULL,
+	state    TEXT NOT NULL,
+	findings TEXT NOT NULL,
+	new      TEXT NOT NULL,
+	actor    TEXT NOT NULL
+);
+CREATE INDEX reevaluations_digest ON reevaluations (digest, id);
+
+CREATE TABLE scheduled_revocations (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	digest       TEXT NOT NULL REFERENCES images (digest),
+	due          INTEGER NOT NULL,
+	reason       TEXT NOT NULL,
+	actor        TEXT NOT NULL,
+	created_at   INTEGER NOT NULL,
+	reevaluation INTEGER,
+	status       TEXT NOT NULL CHECK (status IN ('scheduled', 'executed', 'cancelled')),
+	closed_at    INTEGER,
+	closed_by    TEXT NOT NULL DEFAULT '',
+	close_reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX scheduled_revocations_due ON scheduled_revocations (status, due);
+CREATE INDEX scheduled_revocations_digest ON scheduled_revocations (digest, id);
+-- At most one open revocation per digest.
+CREATE UNIQUE INDEX scheduled_revocations_open ON scheduled_revocations (digest) WHERE status = 'scheduled';
+
+CREATE TABLE waivers (
+	id             INTEGER PRIMARY KEY AUTOINCREMENT,
+	digest         TEXT NOT NULL DEFAULT '',
+	repository     TEXT NOT NULL DEFAULT '',
+	finding        TEXT NOT NULL,
+	package        TEXT NOT NULL DEFAULT '',
+	owner          TEXT NOT NULL,
+	reason         TEXT NOT NULL,
+	expires        INTEGER NOT NULL,
+	created_by     TEXT NOT NULL,
+	created_at     INTEGER NOT NULL,
+	revoked_at     INTEGER,
+	revoked_by     TEXT NOT NULL DEFAULT '',
+	revoke_reason  TEXT NOT NULL DEFAULT '',
+	expiry_audited INTEGER NOT NULL DEFAULT 0,
+	CHECK (digest <> '' OR repository <> '')
+);
+CREATE INDEX waivers_digest ON waivers (digest, id);
+CREATE INDEX waivers_repository ON waivers (repository, id);
+`,
 }
