@@ -24,6 +24,9 @@ type Evidence struct {
 	SBOM      Placeholder      `json:"sbom"`
 	Profile   ProfileFacts     `json:"profile"`
 	Hardening Placeholder      `json:"hardening"`
+	// Reevaluation names the re-match against newer advisories whose
+	// vulnerability findings replaced the scan stage's (nil: none yet).
+	Reevaluation *ReevaluationFacts `json:"reevaluation,omitempty"`
 }
 
 // ImageFacts describe the manifest.
@@ -90,6 +93,11 @@ var evidenceStages = []string{"import", "scan", "profile", "harden"}
 // Gather reads the evidence of digest from the store. job, if not nil, is
 // the job being decided (its stages are taken as they are now).
 func Gather(ctx context.Context, st store.Store, digest string, job *store.Job) (Evidence, error) {
+	return GatherAt(ctx, st, digest, job, time.Now())
+}
+
+// GatherAt is Gather with waivers judged active or expired at now.
+func GatherAt(ctx context.Context, st store.Store, digest string, job *store.Job, now time.Time) (Evidence, error) {
 	img, err := st.Image(ctx, digest)
 	if err != nil {
 		return Evidence{}, err
@@ -188,6 +196,10 @@ func Gather(ctx context.Context, st store.Store, digest string, job *store.Job) 
 			}
 			ev.Stages[s.Name] = st
 		}
+	}
+	// Re-evaluations and waivers: what changed about the findings since the scan.
+	if err := overlay(ctx, st, &ev, now); err != nil {
+		return Evidence{}, err
 	}
 	return ev, nil
 }

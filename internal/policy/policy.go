@@ -53,6 +53,9 @@ type Rule struct {
 	When    string `yaml:"when" json:"when"`                             // CEL, bool
 	Message string `yaml:"message" json:"message"`                       // shown when the rule fires
 	Show    string `yaml:"evidence,omitempty" json:"evidence,omitempty"` // CEL: the evidence to show when it fires
+	// IncludeWaived makes the rule see waived findings too; by default a
+	// rule's findings are those no active waiver covers.
+	IncludeWaived bool `yaml:"includeWaived,omitempty" json:"includeWaived,omitempty"`
 }
 
 // File is a policy file.
@@ -62,6 +65,8 @@ type File struct {
 	Description string `yaml:"description,omitempty"`
 	Default     Effect `yaml:"default"` // verdict when no rule fires
 	Rules       []Rule `yaml:"rules"`
+	// Reevaluation says what new findings on an approved digest lead to.
+	Reevaluation reevaluationFile `yaml:"reevaluation,omitempty"`
 }
 
 // Policy is a compiled policy.
@@ -70,7 +75,9 @@ type Policy struct {
 	Digest  string // sha256 of the file's bytes: the policy version
 	Default Effect
 	Source  []byte
-	rules   []compiled
+	// Reevaluation: what new findings on an approved digest lead to.
+	Reevaluation Reevaluation
+	rules        []compiled
 }
 
 type compiled struct {
@@ -139,6 +146,9 @@ func Parse(b []byte) (*Policy, error) {
 	}
 	sum := sha256.Sum256(b)
 	p := &Policy{Name: f.Name, Digest: "sha256:" + hex.EncodeToString(sum[:]), Default: f.Default, Source: bytes.Clone(b)}
+	if p.Reevaluation, err = f.Reevaluation.compile(); err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	for i, r := range f.Rules {
 		where := fmt.Sprintf("rule %d (%s)", i+1, r.Name)
@@ -250,7 +260,12 @@ func (p *Policy) Evaluate(ev Evidence) (Verdict, error) {
 	}
 	v := Verdict{Digest: ev.Digest, Policy: p.Name, PolicyDigest: p.Digest, Fired: []Fired{}, At: time.Now().UTC(),
 		EvidenceDigest: "sha256:" + hex.EncodeToString(sum[:])}
+	active := activeFindings(vars)
 	for _, r := range p.rules {
+		vars := vars
+		if !r.IncludeWaived {
+			vars = active
+		}
 		out, _, err := r.when.Eval(vars)
 		if err != nil {
 			v.Fired = append(v.Fired, Fired{Rule: r.Name, Effect: maxEffect(r.Effect, Review),
