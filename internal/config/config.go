@@ -6,6 +6,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -50,6 +51,14 @@ type Config struct {
 	Signing  Signing  `yaml:"signing"`
 	Policy   Policy   `yaml:"policy"`
 	Approval Approval `yaml:"approval"`
+	Alerts   Alerts   `yaml:"alerts"`
+}
+
+// Alerts configures where alerts go besides the log and the metrics: new
+// findings on approved digests, scheduled and executed revocations.
+type Alerts struct {
+	// Webhook receives each alert as a JSON POST.
+	Webhook string `yaml:"webhook" help:"URL that receives each alert (new findings on an approved digest, revocations) as a JSON POST"`
 }
 
 // Signing configures the key that signs approval attestations.
@@ -316,6 +325,11 @@ func (c *Config) finish() error {
 	for _, g := range c.AllowUnvetted {
 		if _, err := filepath.Match(strings.ReplaceAll(g, "**", "*"), ""); err != nil {
 			return fmt.Errorf("allowUnvetted %q: %w", g, err)
+		}
+	}
+	if c.Alerts.Webhook != "" {
+		if u, err := url.Parse(c.Alerts.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("alerts.webhook %q: want an http or https URL", c.Alerts.Webhook)
 		}
 	}
 	return nil
