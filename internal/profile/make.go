@@ -1,0 +1,207 @@
+package profile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/airlock-dev/airlock/internal/sandbox"
+)
+
+// Sandbox is the engine a profile is made in: the sandbox piece's Unpack
+// and Run (see LocalSandbox).
+type Sandbox struct {
+	Unpack func(ctx context.Context, img v1.Image, dir string) error
+	Run    func(ctx context.Context, spec sandbox.Spec) (*sandbox.Result, error)
+}
+
+// Options are the parameters of one profiling run.
+type Options struct {
+	Reference  string        // what the user called the image, recorded as is
+	Duration   time.Duration // time limit of the run (default DefaultDuration)
+	HTTPProbes []sandbox.HTTPProbe
+	ProbeCmds  [][]string
+	Limits     sandbox.Limits
+	TempDir    string // where the image is unpacked (default os.TempDir())
+	Version    string // airlock version, recorded in the profile
+	Now        func() time.Time
+}
+
+// DefaultDuration is how long an image runs when nothing else is asked.
+const DefaultDuration = 30 * time.Second
+
+// ErrNotRunnable marks an image with nothing to run (no entrypoint and no
+// cmd: a base layer, an artifact). It has no behaviour to profile.
+var ErrNotRunnable = errors.New("the image has no entrypoint or cmd to run")
+
+// Make unpacks img into a fresh directory, runs it in sb with o's
+// parameters and builds its profile. The directory is removed afterwards.
+func Make(ctx context.Context, img v1.Image, sb Sandbox, o Options) (Profile, error) {
+	d, err := img.Digest()
+	if err != nil {
+		return Profile{}, fmt.Errorf("image digest: %w", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return Profile{}, fmt.Errorf("image config: %w", err)
+	}
+	c := cf.Config
+	if len(c.Entrypoint)+len(c.Cmd) == 0 {
+		return Profile{}, fmt.Errorf("%s: %w", d, ErrNotRunnable)
+	}
+	if o.Duration <= 0 {
+		o.Duration = DefaultDuration
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.TempDir == "" {
+		o.TempDir = os.TempDir()
+	}
+	if err := os.MkdirAll(o.TempDir, 0o700); err != nil {
+		return Profile{}, fmt.Errorf("temporary directory: %w", err)
+	}
+	dir, err := os.MkdirTemp(o.TempDir, "airlock-profile-")
+	if err != nil {
+		return Profile{}, fmt.Errorf("temporary directory: %w", err)
+	}
+	defer removeAll(dir)
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return Profile{}, err
+	}
+	if err := sb.Unpack(ctx, img, rootfs); err != nil {
+		return Profile{}, fmt.Errorf("unpack %s: %w", d, err)
+	}
+	spec := sandbox.Spec{
+		Rootfs: rootfs, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User,
+		Duration: o.Duration, HTTPProbes: o.HTTPProbes, ProbeCmds: o.ProbeCmds, Limits: o.Limits, Trace: true,
+	}
+	started := o.Now().UTC()
+	res, err := sb.Run(ctx, spec)
+	if err != nil {
+		return Profile{}, fmt.Errorf("run %s in the sandbox: %w", d, err)
+	}
+	platform := cf.OS + "/" + cf.Architecture
+	if cf.Variant != "" {
+		platform += "/" + cf.Variant
+	}
+	run := Run{
+		Entrypoint: nonNil(c.Entrypoint), Cmd: nonNil(c.Cmd), EnvNames: envNames(c.Env), WorkingDir: c.WorkingDir, User: c.User,
+		Duration: o.Duration.String(), Mode: res.Mode, Sandbox: o.Version, StartedAt: started.Format(time.RFC3339),
+	}
+	for _, p := range o.HTTPProbes {
+		run.HTTPProbes = append(run.HTTPProbes, FormatHTTPProbe(p))
+	}
+	for _, pc := range o.ProbeCmds {
+		run.ProbeCmds = append(run.ProbeCmds, strings.Join(pc, " "))
+	}
+	return Build(res, Image{Reference: o.Reference, Digest: d.String(), Platform: platform}, run), nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// envNames keeps the names of the image's environment: values may be secrets.
+func envNames(env []string) []string {
+	out := []string{}
+	for _, e := range env {
+		k, _, _ := strings.Cut(e, "=")
+		out = append(out, k)
+	}
+	return out
+}
+
+// removeAll removes a directory an image was unpacked into, making
+// read-only directories writable first (an image may ship them).
+func removeAll(dir string) {
+	if os.RemoveAll(dir) == nil {
+		return
+	}
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	_ = os.RemoveAll(dir)
+}
+
+// ParseHTTPProbe reads "PORT/PATH" (e.g. "8080/healthz"; PATH may be empty).
+func ParseHTTPProbe(s string) (sandbox.HTTPProbe, error) {
+	port, path, _ := strings.Cut(s, "/")
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return sandbox.HTTPProbe{}, fmt.Errorf("HTTP probe %q: want PORT/PATH with a port from 1 to 65535, e.g. 8080/healthz", s)
+	}
+	for _, c := range path {
+		if c <= ' ' || c == 0x7f {
+			return sandbox.HTTPProbe{}, fmt.Errorf("HTTP probe %q: the path may not contain spaces or control characters", s)
+		}
+	}
+	return sandbox.HTTPProbe{Port: n, Path: "/" + path}, nil
+}
+
+// FormatHTTPProbe writes a probe as ParseHTTPProbe reads it.
+func FormatHTTPProbe(p sandbox.HTTPProbe) string {
+	return strconv.Itoa(p.Port) + "/" + strings.TrimPrefix(p.Path, "/")
+}
+
+// SplitCommand splits a probe command line into argv the way a shell
+// splits words: blanks separate, single and double quotes group, a
+// backslash escapes the next character. No expansion happens.
+func SplitCommand(s string) ([]string, error) {
+	var out []string
+	var cur strings.Builder
+	inWord := false
+	var quote rune
+	escaped := false
+	for _, c := range s {
+		switch {
+		case escaped:
+			cur.WriteRune(c)
+			escaped = false
+		case c == '\\' && quote != '\'':
+			escaped, inWord = true, true
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			} else {
+				cur.WriteRune(c)
+			}
+		case c == '\'' || c == '"':
+			quote, inWord = c, true
+		case c == ' ' || c == '\t' || c == '\n':
+			if inWord {
+				out = append(out, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(c)
+			inWord = true
+		}
+	}
+	if quote != 0 || escaped {
+		return nil, fmt.Errorf("probe command %q: unterminated quote or escape", s)
+	}
+	if inWord {
+		out = append(out, cur.String())
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("probe command is empty")
+	}
+	return out, nil
+}
