@@ -200,6 +200,13 @@ func Harden(ctx context.Context, img v1.Image, pr *profile.Profile, o Options) (
 		for _, g := range d.Globs {
 			k.addGlob(g, "default "+d.Name+" ("+d.What+")")
 		}
+		if d.Name == "tmp" {
+			for _, dir := range scratchDirs {
+				if e, ok := ix.entries[dir]; ok && e.IsDir() {
+					k.add(dir, "default tmp ("+d.What+")")
+				}
+			}
+		}
 	}
 	k.close()
 	pkgs := k.packages(!off["package-metadata"])

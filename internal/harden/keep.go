@@ -26,7 +26,12 @@ var Defaults = []Default{
 		"/etc/alpine-release", "/etc/lsb-release", "/etc/redhat-release", "/etc/system-release"}},
 	{"loader-config", "dynamic loader configuration", []string{"/etc/ld.so.conf", "/etc/ld.so.conf.d/**", "/etc/ld.so.cache", "/etc/ld-musl-*.path"}},
 	{"package-metadata", "package database trimmed to the kept packages", nil},
+	{"tmp", "scratch directories (the directories only, not what is in them)", nil},
 }
+
+// scratchDirs are kept as empty directories by the "tmp" default: programs
+// expect to create files there, which a profile shows as created, not read.
+var scratchDirs = []string{"/tmp", "/var/tmp", "/run", "/var/run"}
 
 // Default is one group of files kept by default.
 type Default struct {
