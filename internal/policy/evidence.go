@@ -78,10 +78,27 @@ type Placeholder struct {
 	Present bool `json:"present"`
 }
 
-// ProfileFacts will describe the sandbox profile; empty today.
+// ProfileFacts describe the sandbox profile (filled from the profile
+// stage's evidence by profileFacts in profile_evidence.go).
 type ProfileFacts struct {
 	Present         bool     `json:"present"`
 	NewDestinations []string `json:"newDestinations"`
+	// Status is the profile stage's outcome: profiled, unavailable (no
+	// sandbox on the host), not-runnable, failed, or missing (no profile
+	// stage ran); empty only in hand-made evidence.
+	Status         string   `json:"status"`
+	Reason         string   `json:"reason"`
+	Baseline       string   `json:"baseline"` // the last approved digest compared with ("" for none)
+	NewExecutables []string `json:"newExecutables"`
+	NewDNS         []string `json:"newDns"`
+	NewListening   []string `json:"newListening"`
+	NewWritten     []string `json:"newWritten"`
+	Notes          []string `json:"notes"`         // codes of every note
+	CriticalNotes  []string `json:"criticalNotes"` // codes of critical notes
+	Listening      []int    `json:"listening"`     // ports
+	Destinations   []string `json:"destinations"`  // every destination, "tcp name:port protocol"
+	ExitCode       int      `json:"exitCode"`
+	TimedOut       bool     `json:"timedOut"`
 }
 
 // StageMissing marks a stage no job recorded.
@@ -108,7 +125,7 @@ func GatherAt(ctx context.Context, st store.Store, digest string, job *store.Job
 			Size: img.Size, State: string(img.State), Platforms: []string{}},
 		Stages:   map[string]Stage{},
 		Findings: []map[string]any{},
-		Profile:  ProfileFacts{NewDestinations: []string{}},
+		Profile:  emptyProfileFacts(StageMissing),
 		Source:   SourceFacts{Attachments: []Attachment{}},
 	}
 	ev.Image.IsIndex = strings.Contains(img.MediaType, "index") || strings.Contains(img.MediaType, "manifest.list")
@@ -193,6 +210,9 @@ func GatherAt(ctx context.Context, st store.Store, digest string, job *store.Job
 						}
 					}
 				}
+			}
+			if s.Name == "profile" {
+				ev.Profile = profileFacts(s.Status, s.Evidence)
 			}
 			ev.Stages[s.Name] = st
 		}
