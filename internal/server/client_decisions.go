@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	"github.com/airlock-dev/airlock/internal/attest"
+	"github.com/airlock-dev/airlock/internal/store"
 )
 
 // Approve approves a digest and reports where the approval stands.
@@ -73,4 +74,24 @@ func (c *Client) ApprovalState(ctx context.Context, digest string) (attest.Appro
 		st.ChangedAt, st.ChangedBy, st.Reason = h.At, h.Actor, h.Reason
 	}
 	return st, nil
+}
+
+// Reevaluate asks the server to match every stored inventory against its
+// advisory database again (after airlock db import).
+func (c *Client) Reevaluate(ctx context.Context) (ReevaluationReport, error) {
+	var r ReevaluationReport
+	return r, c.do(ctx, http.MethodPost, "/api/v1/reevaluate", struct{}{}, &r)
+}
+
+// Revocations lists scheduled revocations (digest and status narrow it).
+func (c *Client) Revocations(ctx context.Context, digest, status string) ([]store.ScheduledRevocation, error) {
+	var rs []store.ScheduledRevocation
+	q := url.Values{}
+	if digest != "" {
+		q.Set("digest", digest)
+	}
+	if status != "" {
+		q.Set("status", status)
+	}
+	return rs, c.do(ctx, http.MethodGet, "/api/v1/revocations?"+q.Encode(), nil, &rs)
 }

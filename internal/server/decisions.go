@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -37,7 +39,14 @@ type Decider struct {
 	Host     string // registry host, named in attestations
 	// KeyCreated is the key file's path when this start created the key.
 	KeyCreated string
-	required   []requirement
+	// Webhook receives alerts as JSON POSTs (config alerts.webhook); HTTP
+	// is the client that posts them (nil: http.DefaultClient).
+	Webhook string
+	HTTP    *http.Client
+	// Metrics count alerts and revocations (nil: not counted).
+	Metrics  *DecisionMetrics
+	clock    atomic.Pointer[func() time.Time] // SetClock; nil: time.Now
+	required []requirement
 }
 
 type requirement struct {
@@ -46,7 +55,7 @@ type requirement struct {
 }
 
 func newDecider(cfg config.Config, st store.Store, reg *registry.Registry, log *slog.Logger) (*Decider, error) {
-	d := &Decider{Store: st, Registry: reg, Log: log, Host: cfg.RegistryHost}
+	d := &Decider{Store: st, Registry: reg, Log: log, Host: cfg.RegistryHost, Webhook: cfg.Alerts.Webhook}
 	var err error
 	if cfg.Signing.KeyFile != "" {
 		if d.Signer, err = attest.LoadPrivateKey(cfg.Signing.KeyFile); err != nil {
@@ -78,6 +87,10 @@ func newDecider(cfg config.Config, st store.Store, reg *registry.Registry, log *
 	return d, nil
 }
 
+// SetClock replaces the clock of waiver expiry and grace periods (tests,
+// simulations). Safe while the server runs.
+func (d *Decider) SetClock(now func() time.Time) { d.clock.Store(&now) }
+
 // Required is how many distinct approvers a digest held in repos needs: the
 // most any of its repositories asks for (first matching glob each; default 1).
 func (d *Decider) Required(repos []string) int {
@@ -95,7 +108,7 @@ func (d *Decider) Required(repos []string) int {
 
 // Verdict evaluates the active policy over the digest's evidence now.
 func (d *Decider) Verdict(ctx context.Context, digest string) (policy.Verdict, policy.Evidence, error) {
-	ev, err := policy.Gather(ctx, d.Store, digest, nil)
+	ev, err := policy.GatherAt(ctx, d.Store, digest, nil, d.now())
 	if err != nil {
 		return policy.Verdict{}, ev, err
 	}
@@ -274,7 +287,13 @@ type Record struct {
 	Approvals    []store.Approval    `json:"approvals"`
 	Required     int                 `json:"requiredApprovers"`
 	Attestations []store.Attestation `json:"attestations"`
-	Audit        []store.AuditEntry  `json:"audit"`
+	// Reevaluation is the newest re-match against newer advisories (nil: none).
+	Reevaluation *store.Reevaluation `json:"reevaluation,omitempty"`
+	// Revocations are the governed revocations scheduled for the digest.
+	Revocations []store.ScheduledRevocation `json:"revocations"`
+	// Waivers are the waivers that name the digest or one of its repositories.
+	Waivers []store.Waiver     `json:"waivers"`
+	Audit   []store.AuditEntry `json:"audit"`
 }
 
 // QueueEntry is one digest waiting for review.
@@ -283,6 +302,9 @@ type QueueEntry struct {
 	Verdict   policy.Verdict `json:"verdict"`
 	Approvers []string       `json:"approvers"`
 	Required  int            `json:"requiredApprovers"`
+	// Revocation is set for an approved digest whose revocation is
+	// scheduled: it waits for a waiver, a fix or the end of its grace period.
+	Revocation *store.ScheduledRevocation `json:"revocation,omitempty"`
 }
 
 // PolicyInfo describes the active policy (GET /api/v1/policy).
@@ -325,6 +347,7 @@ func (s *Server) decisionsAPI(mux *http.ServeMux) {
 	}))
 	mux.HandleFunc("GET /api/v1/images/{digest}/record", s.authed(nil, s.record))
 	mux.HandleFunc("GET /api/v1/queue", s.authed(nil, s.queue))
+	s.reevaluationAPI(mux)
 }
 
 func (s *Server) record(w http.ResponseWriter, r *http.Request, c identity.Caller) {
@@ -348,6 +371,16 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request, c identity.Calle
 	}
 	if v, _, err := s.Decider.Verdict(ctx, dgst); err == nil {
 		rec.Verdict = &v
+	}
+	if re, err := s.Store.LatestReevaluation(ctx, dgst); err == nil {
+		rec.Reevaluation = &re
+	}
+	if rec.Revocations, err = s.Store.Revocations(ctx, store.RevocationFilter{Digest: dgst}); err == nil {
+		rec.Waivers, err = s.Store.Waivers(ctx, store.WaiverFilter{Digest: dgst, Repositories: rec.Image.Repositories})
+	}
+	if err != nil {
+		s.storeError(w, err)
+		return
 	}
 	rec.Required = s.Decider.Required(rec.Image.Repositories)
 	if c.IsAdmin() || c.CanDecide() {
@@ -402,6 +435,28 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request, _ identity.Caller
 			}
 		}
 		out = append(out, e)
+	}
+	// Approved digests whose revocation is scheduled wait for a decision too.
+	scheduled, err := s.Store.Revocations(ctx, store.RevocationFilter{Status: store.RevocationScheduled})
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	for i, sr := range scheduled {
+		img, err := s.Store.Image(ctx, sr.Digest)
+		if err != nil {
+			s.storeError(w, err)
+			return
+		}
+		if repo := r.URL.Query().Get("repository"); repo != "" && !slices.Contains(img.Repositories, repo) {
+			continue
+		}
+		v, _, err := s.Decider.Verdict(ctx, img.Digest)
+		if err != nil {
+			s.storeError(w, err)
+			return
+		}
+		out = append(out, QueueEntry{Image: img, Verdict: v, Approvers: []string{}, Required: s.Decider.Required(img.Repositories), Revocation: &scheduled[i]})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

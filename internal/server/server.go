@@ -119,6 +119,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if s.Decider, err = newDecider(cfg, st, s.Registry, log); err != nil {
 		return nil, err
 	}
+	s.Decider.Metrics = NewDecisionMetrics(reg)
 	s.Runner = pipeline.NewRunner(st, s.Importer, s.scanStep(), s.decideStep())
 	s.Runner.Workers = int(cfg.Pipeline.Workers)
 	s.Runner.Lease = cfg.Pipeline.Lease
@@ -155,7 +156,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.stop, s.done = stop, make(chan struct{})
 	go func() {
 		defer close(s.done)
+		// Grace periods, waiver expiry and attestations for new repositories.
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			s.Decider.Watch(rctx, 0)
+		}()
 		s.Runner.Run(rctx)
+		<-watched
 	}()
 	ok = true
 	return s, nil

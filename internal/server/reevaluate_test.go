@@ -1,0 +1,270 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/airlock-dev/airlock/internal/config"
+	"github.com/airlock-dev/airlock/internal/policy"
+	"github.com/airlock-dev/airlock/internal/scan/vulndb"
+	"github.com/airlock-dev/airlock/internal/server"
+	"github.com/airlock-dev/airlock/internal/server/servertest"
+	"github.com/airlock-dev/airlock/internal/shareddata"
+	"github.com/airlock-dev/airlock/internal/store"
+)
+
+// reevalPolicy denies any known vulnerability (so a new advisory calls for
+// a revocation) and otherwise leaves the decision to a human.
+const reevalPolicy = `apiVersion: airlock.dev/policy/v1
+name: reeval
+default: allow
+reevaluation:
+  revoke: deny
+  grace: 1h
+rules:
+  - name: known-vulnerability
+    effect: deny
+    when: findings.exists(f, f.type == "vulnerability")
+    message: a known vulnerability
+    evidence: findings.filter(f, f.type == "vulnerability").map(f, f.id)
+  - name: human
+    effect: review
+    when: "true"
+    message: a human decides
+`
+
+// alertSink is a webhook receiver on 127.0.0.1 that keeps every alert.
+type alertSink struct {
+	mu     sync.Mutex
+	alerts []server.Alert
+	srv    *httptest.Server
+}
+
+func startAlertSink(t *testing.T) *alertSink {
+	s := &alertSink{}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a server.Alert
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "want a JSON POST", http.StatusBadRequest)
+			return
+		}
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		s.alerts = append(s.alerts, a)
+		s.mu.Unlock()
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *alertSink) of(kind, digest string) []server.Alert {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []server.Alert
+	for _, a := range s.alerts {
+		if a.Kind == kind && a.Digest == digest {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// testClock is a clock the test moves; the decider reads it from its own goroutine.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// pythonApp is an image whose inventory holds requests 2.30.0 (PyPI), which
+// PYSEC-2023-74 in the shared OSV data affects (fixed in 2.31.0).
+func pythonApp(t *testing.T, up *servertest.Upstream, repoTag string) string {
+	img := servertest.Image(t, v1.Platform{OS: "linux", Architecture: "amd64"}, map[string][]byte{
+		"usr/local/lib/python3.11/site-packages/requests-2.30.0.dist-info/METADATA": []byte("Metadata-Version: 2.1\nName: requests\nVersion: 2.30.0\n"),
+		"app/main.py": []byte("import requests\n"),
+	}, []string{"/usr/bin/python3", "/app/main.py"}, nil)
+	return up.Push(t, repoTag, img, nil)
+}
+
+// importAdvisories imports OSV records from the shared data into the server's data directory.
+func importAdvisories(t *testing.T, in *servertest.Instance, elem ...string) string {
+	t.Helper()
+	ctx := context.Background()
+	db, err := vulndb.Open(ctx, in.Server.Config.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rep, err := db.ImportWith(ctx, vulndb.ImportOptions{Strict: true}, shareddata.Path(t, elem...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep.Snapshot
+}
+
+func writePolicy(t *testing.T, src string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func metric(t *testing.T, in *servertest.Instance, line string) bool {
+	t.Helper()
+	resp, err := http.Get(in.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.Contains(string(b), line)
+}
+
+// TestReevaluationRevokesAfterGrace: an approved image, then newer
+// advisories that affect a package of its stored inventory: an alert (log,
+// webhook, metric, audit), a revocation scheduled for the policy's grace
+// period — the digest stays approved meanwhile, never pending — and
+// executed when the grace period ends.
+func TestReevaluationRevokesAfterGrace(t *testing.T) {
+	ctx := context.Background()
+	sink := startAlertSink(t)
+	pol := writePolicy(t, reevalPolicy)
+	up := servertest.StartUpstream(t)
+	want := pythonApp(t, up, "team/app:1")
+	in, c := startForImport(t, func(c *config.Config) { c.Policy.File = pol; c.Alerts.Webhook = sink.srv.URL })
+	clock := &testClock{}
+	in.Server.Decider.SetClock(clock.now)
+	admin := in.Client(in.AdminToken)
+	approver := in.Client(in.Token(t, "ann", store.RoleApprover))
+
+	ev := importJSON(t, c, server.ImportRequest{Source: up.Host + "/team/app:1", Insecure: true})
+	if ev.Type != "result" || ev.Result.Digest != want {
+		t.Fatalf("import: %+v", ev)
+	}
+	waitJob(t, c, ev.Job.ID)
+	// No advisory data yet: no vulnerability, a human approves.
+	if _, err := approver.Approve(ctx, want, server.DecisionRequest{Reason: "reviewed"}); err != nil {
+		t.Fatal(err)
+	}
+	// Re-evaluating without advisory data is a clear error.
+	if _, err := admin.Reevaluate(ctx); err == nil || !strings.Contains(err.Error(), "airlock db import") {
+		t.Fatalf("re-evaluate with no advisory database: %v", err)
+	}
+
+	snap := importAdvisories(t, in, "osv", "pypi", "requests")
+	rep, err := admin.Reevaluate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Snapshot != snap || len(rep.Images) != 1 || rep.Alerts != 1 || len(rep.Skipped) != 0 {
+		t.Fatalf("report %+v; want one digest re-matched against %s with one alert", rep, snap)
+	}
+	got := rep.Images[0]
+	if got.Digest != want || got.State != store.Approved || got.Verdict != policy.Deny || got.Revocation == nil {
+		t.Fatalf("re-evaluated %+v", got)
+	}
+	found := false
+	for _, f := range got.New {
+		if f.ID == "PYSEC-2023-74" && f.Package == "requests" && f.Version == "2.30.0" && f.Fixed == "2.31.0" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("new findings %+v lack PYSEC-2023-74 in requests 2.30.0", got.New)
+	}
+	due := got.Revocation.Due
+	if d := due.Sub(clock.now()); d < 59*time.Minute || d > time.Hour {
+		t.Errorf("revocation due %s, %s from now; want the policy's 1h grace", due, d)
+	}
+	// The alert reached the webhook, the metric and the audit log.
+	alerts := sink.of(server.AlertNewFindings, want)
+	if len(alerts) != 1 || alerts[0].Revocation == nil || alerts[0].Snapshot != snap || len(alerts[0].Findings) == 0 || alerts[0].Verdict != policy.Deny {
+		t.Fatalf("webhook alerts %+v", alerts)
+	}
+	if !metric(t, in, `airlock_alerts_total{kind="new-findings"} 1`) || !metric(t, in, `airlock_scheduled_revocations_total{outcome="scheduled"} 1`) {
+		t.Error("metrics lack the alert and the scheduled revocation")
+	}
+	// Still approved during the grace period, and the record and queue show what is coming.
+	img, err := admin.Image(ctx, want)
+	if err != nil || img.State != store.Approved {
+		t.Fatalf("during the grace period: %s, %v; want approved", img.State, err)
+	}
+	rec, err := approver.Record(ctx, want)
+	if err != nil || len(rec.Revocations) != 1 || rec.Revocations[0].Status != store.RevocationScheduled || rec.Reevaluation == nil {
+		t.Fatalf("record: %+v, %v", rec.Revocations, err)
+	}
+	q, err := approver.Queue(ctx, "")
+	if err != nil || len(q) != 1 || q[0].Image.Digest != want || q[0].Revocation == nil {
+		t.Fatalf("queue: %+v, %v; want the digest with its scheduled revocation", q, err)
+	}
+	// The same data again changes nothing and alerts nobody.
+	if rep, err := admin.Reevaluate(ctx); err != nil || len(rep.Images) != 0 || rep.Alerts != 0 {
+		t.Fatalf("second re-evaluation on the same snapshot: %+v, %v", rep, err)
+	}
+	// Not due yet: nothing happens.
+	if ex, err := in.Server.Decider.ExecuteDue(ctx); err != nil || len(ex) != 0 {
+		t.Fatalf("before the grace period ends: %+v, %v", ex, err)
+	}
+
+	clock.advance(61 * time.Minute)
+	ex, err := in.Server.Decider.ExecuteDue(ctx)
+	if err != nil || len(ex) != 1 || ex[0].State != store.Revoked {
+		t.Fatalf("after the grace period: %+v, %v", ex, err)
+	}
+	if len(sink.of(server.AlertRevoked, want)) != 1 || !metric(t, in, `airlock_scheduled_revocations_total{outcome="executed"} 1`) {
+		t.Error("the revocation raised no alert or metric")
+	}
+	img, _ = admin.Image(ctx, want)
+	var states []store.State
+	for _, h := range img.History {
+		states = append(states, h.To)
+	}
+	if strings.Join(stateStrings(states), ",") != "quarantined,approved,revoked" {
+		t.Errorf("history %v; want quarantined, approved, revoked — never back to pending", states)
+	}
+	last := img.History[len(img.History)-1]
+	if last.Actor != "airlock" || !strings.Contains(last.Reason, "PYSEC-2023-74") || !strings.Contains(last.Reason, "grace period") {
+		t.Errorf("revocation recorded as %+v", last)
+	}
+	atts, _ := in.Server.Store.Attestations(ctx, want)
+	for _, a := range atts {
+		if a.RevokedAt == nil {
+			t.Errorf("attestation %s not marked revoked", a.Manifest)
+		}
+	}
+	rec, _ = admin.Record(ctx, want)
+	wantOrder := []string{"state.approved", "reevaluation.recorded", "revocation.scheduled", "alert.new-findings", "state.revoked", "revocation.executed", "alert.revoked"}
+	next := 0
+	for _, e := range rec.Audit {
+		if next < len(wantOrder) && e.Action == wantOrder[next] {
+			next++
+		}
+	}
+	if next != len(wantOrder) {
+		t.Errorf("audit lacks, in order, %v", wantOrder)
+	}
+}
+
+func stateStrings(ss []store.State) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return out
+}
