@@ -15,12 +15,15 @@ var ErrBadVector = errors.New("bad CVSS vector")
 
 // CVSS is a scored vector.
 type CVSS struct {
-	Version string  // "2.0", "3.0", "3.1"
+	Version string  // "2.0", "3.0", "3.1", "4.0"
 	Vector  string  // as given
-	Score   float64 // base score
+	Score   float64 // base score; for v4.0 the score of the groups the vector carries
+	// Nomenclature says which metric groups a v4.0 score reflects: CVSS-B
+	// (base), CVSS-BT (+ threat), CVSS-BE (+ environmental) or CVSS-BTE.
+	Nomenclature string `json:",omitempty"`
 }
 
-// Severity is the qualitative rating of the base score: the CVSS v3
+// Severity is the qualitative rating of the score: the CVSS v3 and v4.0
 // scale (9.0 critical, 7.0 high, 4.0 medium, else low) or, for v2, NVD's
 // (7.0 high, 4.0 medium, else low).
 func (c CVSS) Severity() string {
@@ -239,16 +242,16 @@ func ParseCVSS2(vector string) (CVSS, error) {
 	return CVSS{Version: "2.0", Vector: vector, Score: score}, nil
 }
 
-// ParseCVSS scores a vector of an OSV severity type: CVSS_V3 or CVSS_V2.
-// CVSS_V4 vectors are not scored (see the package README): ErrUnscored.
+// ParseCVSS scores a vector of an OSV severity type: CVSS_V4, CVSS_V3 or
+// CVSS_V2.
 func ParseCVSS(typ, vector string) (CVSS, error) {
 	switch typ {
+	case "CVSS_V4":
+		return ParseCVSS4(vector)
 	case "CVSS_V3":
 		return ParseCVSS3(vector)
 	case "CVSS_V2":
 		return ParseCVSS2(vector)
-	case "CVSS_V4":
-		return CVSS{}, fmt.Errorf("%w: CVSS v4.0 vectors are not scored yet", ErrUnscored)
 	}
 	return CVSS{}, fmt.Errorf("%w: severity type %q is not a CVSS vector", ErrUnscored, typ)
 }

@@ -80,23 +80,6 @@ func TestCVSS2(t *testing.T) {
 	}
 }
 
-// TestCVSS4NotScored: v4.0 vectors are reported but not scored; the
-// finding's severity then comes from the vendor or is UNKNOWN.
-func TestCVSS4NotScored(t *testing.T) {
-	if _, err := ParseCVSS("CVSS_V4", "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:A/VC:N/VI:L/VA:N/SC:N/SI:N/SA:N"); !errors.Is(err, ErrUnscored) {
-		t.Errorf("error = %v, want ErrUnscored", err)
-	}
-	// RUSTSEC-2026-0009 (time 0.3.6 to 0.3.47) carries only a CVSS v4.0 vector.
-	d := realDB(t)
-	v := find(match(t, d, pkg("time", "0.3.46", "crates.io")), "RUSTSEC-2026-0009")
-	if v == nil {
-		t.Fatal("RUSTSEC-2026-0009 not reported for time 0.3.46")
-	}
-	if v.CVSSVector != "CVSS:4.0/AV:N/AC:H/AT:N/PR:L/UI:A/VC:N/VI:N/VA:H/SC:N/SI:N/SA:H" || v.CVSSScore != 0 || v.Severity != scan.SeverityUnknown || v.Fixed != "0.3.47" {
-		t.Errorf("finding = %+v", v)
-	}
-}
-
 func FuzzCVSS3(f *testing.F) {
 	f.Add("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H")
 	f.Add("CVSS:3.0/AV:N/AC:L/PR:L/UI:N/S:C/C:L/I:L/A:N/E:P")

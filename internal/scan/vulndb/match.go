@@ -587,18 +587,24 @@ func summary(r *Record) string {
 
 // bestCVSS scores every CVSS vector the record gives for this package (the
 // affected entry's, the record's, and those of each CVE an Ubuntu notice
-// fixes) and returns the highest version's highest score. When only vectors
-// Airlock does not score are present, it returns nil and the first of them.
+// fixes) and returns the highest score of the preferred version: v3.x, else
+// v4.0, else v2 (v3 first because that is the scale most advisories and
+// policies are written against; a record with only a v4.0 vector is rated
+// by it). When only vectors Airlock does not score are present, it returns
+// nil and the first of them.
 func bestCVSS(r *Record, a Affected) (*CVSS, string) {
 	sevs := append(append([]Severity{}, a.Severity...), r.Severity...)
 	sevs = append(sevs, cvesMapSeverities(a)...)
 	var best *CVSS
 	unscored := ""
 	rank := func(c *CVSS) int {
-		if c.Version == "2.0" {
+		switch c.Version {
+		case "2.0":
 			return 0
+		case "4.0":
+			return 1
 		}
-		return 1
+		return 2
 	}
 	for _, s := range sevs {
 		if !strings.HasPrefix(s.Type, "CVSS_") {
