@@ -147,10 +147,17 @@ func (b *builder) add(e sandbox.Event) {
 	case sandbox.EventCreate, sandbox.EventMkdir, sandbox.EventSymlink:
 		b.file("created", e.Path, e.Mode)
 	case sandbox.EventUnlink:
-		b.file("deleted", e.Path, 0)
+		if !e.Missing { // rm -f of nothing deletes nothing
+			b.file("deleted", e.Path, 0)
+		}
 	case sandbox.EventChmod:
-		b.file("chmod", e.Path, e.Mode)
+		if !e.Missing {
+			b.file("chmod", e.Path, e.Mode)
+		}
 	case sandbox.EventRename:
+		if e.Missing {
+			return
+		}
 		b.file("deleted", e.Path, 0)
 		if e.Target != "" {
 			b.file("created", e.Target, 0)
@@ -333,8 +340,12 @@ func (b *builder) destinations() []Destination {
 		seen[d.Proto+" "+d.IP+" "+strconv.Itoa(d.Port)] = true
 	}
 	// A connect(2) the sinkhole also saw is that connection; one it never
-	// saw (refused, a unix socket, a UDP send) stands on its own.
+	// saw (refused, a unix socket, a UDP send) stands on its own, except a
+	// query to the sandbox's DNS responder: it is in network.dns.
 	for k, d := range b.connect {
+		if d.Port == 53 && len(b.dns) > 0 {
+			continue
+		}
 		if !seen[k] {
 			out = append(out, *d)
 		}

@@ -403,3 +403,28 @@ func FuzzParse(f *testing.F) {
 		_ = Normalize(p)
 	})
 }
+
+// A query to the sandbox's own DNS responder is listed under dns, not as a
+// destination; removing or chmod-ing what does not exist changes nothing.
+func TestBuildResolverAndMissing(t *testing.T) {
+	p := Build(&sandbox.Result{Events: []sandbox.Event{
+		{Kind: sandbox.EventConnect, PID: 2, Proto: "udp", Addr: "10.0.2.3", Port: 53},
+		{Kind: sandbox.EventDNS, Proto: "udp", Name: "example.invalid", QType: "A", Addr: "198.18.0.2"},
+		{Kind: sandbox.EventUnlink, PID: 2, Path: "/tmp/gone", Missing: true},
+		{Kind: sandbox.EventChmod, PID: 2, Path: "/tmp/gone", Mode: 0o777, Missing: true},
+		{Kind: sandbox.EventRename, PID: 2, Path: "/tmp/gone", Target: "/tmp/here", Missing: true},
+		{Kind: sandbox.EventRename, PID: 2, Path: "/etc/a", Target: "/etc/b"},
+	}}, Image{}, Run{})
+	if len(p.Network.Destinations) != 0 || len(p.Network.DNS) != 1 {
+		t.Fatalf("network %+v", p.Network)
+	}
+	if len(p.Files.Chmod) != 0 || !reflect.DeepEqual(p.Files.Deleted, []Path{{Path: "/etc/a", Count: 1}}) ||
+		!reflect.DeepEqual(p.Files.Created, []Path{{Path: "/etc/b", Count: 1}}) {
+		t.Fatalf("files %+v", p.Files)
+	}
+	// Without any DNS answer, a connection to port 53 is a destination of its own.
+	q := Build(&sandbox.Result{Events: []sandbox.Event{{Kind: sandbox.EventConnect, Proto: "udp", Addr: "8.8.8.8", Port: 53}}}, Image{}, Run{})
+	if len(q.Network.Destinations) != 1 || q.Network.Destinations[0].Key() != "udp 8.8.8.8:53 dns" {
+		t.Fatalf("destinations %+v", q.Network.Destinations)
+	}
+}
