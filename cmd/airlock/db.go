@@ -3,14 +3,20 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/scan/vulndb"
+	"github.com/airlock-dev/airlock/internal/server"
 )
 
 // defaultData is the data directory `airlock serve` uses by default; the
@@ -45,8 +51,8 @@ ECOSYSTEM/all.zip), a clone of an advisory repository, or single records.`,
 }
 
 func newDBImport() *cobra.Command {
-	var data, output string
-	var strict bool
+	var data, output, srv, cfgFile string
+	var strict, noReevaluate bool
 	cmd := &cobra.Command{
 		Use:   "import PATH...",
 		Short: "Import OSV advisories from directories, JSON/YAML records or all.zip archives",
@@ -61,11 +67,21 @@ reported with its file name; --strict makes it fail the import instead. An archi
 hostile (a member decompressing past the size limits or at a bomb's ratio, too many members,
 a corrupt structure) fails the import. A failed import changes nothing.
 
-Exit codes: 0 imported (skipped records are listed on stderr), 2 a path cannot be read, an
-archive is refused or (with --strict) a record is bad, 3 the database cannot be written.`,
+Then every approved and quarantined digest is re-evaluated: the inventory its scan stored is
+matched against the new data (no image is pulled again). New findings on an approved digest
+raise an alert (log, alerts.webhook, metric, audit log) and, when the policy's reevaluation
+section calls for it, schedule a revocation after the policy's grace period; the digest stays
+approved until then. With --server (or AIRLOCK_SERVER) the running server re-evaluates, reading
+the database from its own data directory, which must be --data; without one, the data
+directory's store and registry are opened directly (settings from --config or AIRLOCK_CONFIG).
+
+Exit codes: 0 imported and re-evaluated, 1 new findings on an approved digest raised an alert,
+2 a path cannot be read, an archive is refused, (with --strict) a record is bad or the server
+read other advisory data, 3 the database cannot be written or re-evaluation failed.`,
 		Example: `  airlock db import ~/osv/Debian/all.zip ~/osv/PyPI/all.zip ~/osv/Go/all.zip
   airlock db import ./advisory-database/ --data /var/lib/airlock
-  airlock db import GHSA-xxxx-yyyy-zzzz.json --strict -o json`,
+  airlock db import ./osv/ --data /var/lib/airlock --server https://airlock.example:5000
+  airlock db import GHSA-xxxx-yyyy-zzzz.json --strict -o json --no-reevaluate`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageErr("db import requires at least 1 arg: a directory, record file or zip archive")
@@ -101,21 +117,120 @@ archive is refused or (with --strict) a record is bad, 3 the database cannot be 
 					fmt.Fprintf(cmd.ErrOrStderr(), "airlock: … and %d more skipped in %s\n", s.Skipped-len(s.Problems), s.Path)
 				}
 			}
+			var re *server.ReevaluationReport
+			if !noReevaluate {
+				if re, err = reevaluate(cmd, dataDir(data), srv, cfgFile, rep.Snapshot); err != nil {
+					return err
+				}
+			}
 			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), rep)
+				if err := printJSON(cmd.OutOrStdout(), struct {
+					vulndb.Report
+					Reevaluation *server.ReevaluationReport `json:"reevaluation,omitempty"`
+				}{rep, re}); err != nil {
+					return err
+				}
+			} else {
+				w := cmd.OutOrStdout()
+				for _, s := range rep.Sources {
+					fmt.Fprintf(w, "%s (%s): %d records, %d added, %d updated, %d skipped\n", s.Path, s.Kind, s.Records, s.Added, s.Updated, s.Skipped)
+				}
+				fmt.Fprintf(w, "Snapshot: %s\n", rep.Snapshot)
+				if re != nil {
+					printReevaluation(w, *re)
+				}
 			}
-			w := cmd.OutOrStdout()
-			for _, s := range rep.Sources {
-				fmt.Fprintf(w, "%s (%s): %d records, %d added, %d updated, %d skipped\n", s.Path, s.Kind, s.Records, s.Added, s.Updated, s.Skipped)
+			if re != nil && re.Alerts > 0 {
+				return &exitError{code: exitDenied, err: fmt.Errorf("new findings on %d approved digest(s); see airlock queue", re.Alerts)}
 			}
-			fmt.Fprintf(w, "Snapshot: %s\n", rep.Snapshot)
 			return nil
 		},
 	}
 	dataFlag(cmd, &data)
 	outputFlag(cmd, &output)
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail the whole import on the first bad record instead of skipping it")
+	cmd.Flags().StringVar(&srv, "server", "", "airlock server that re-evaluates after the import (env AIRLOCK_SERVER; default: re-evaluate offline in --data)")
+	cmd.Flags().StringVar(&cfgFile, "config", "", "configuration of the offline re-evaluation (policy, alerts, storage; env AIRLOCK_CONFIG)")
+	cmd.Flags().BoolVar(&noReevaluate, "no-reevaluate", false, "only import; do not match stored inventories again")
 	return cmd
+}
+
+// reevaluate matches stored inventories against the imported data: on the
+// named server, or offline in the data directory when there is a store
+// there. nil, nil: nothing to re-evaluate.
+func reevaluate(cmd *cobra.Command, data, srv, cfgFile, snapshot string) (*server.ReevaluationReport, error) {
+	ctx := cmd.Context()
+	if srv == "" {
+		srv = os.Getenv("AIRLOCK_SERVER")
+	}
+	if srv != "" {
+		rep, err := client(srv).Reevaluate(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if rep.Snapshot != snapshot {
+			return &rep, usageErr("the server re-evaluated with advisory snapshot %s, not the %s just imported: import into the server's data directory (--data)", rep.Snapshot, snapshot)
+		}
+		return &rep, nil
+	}
+	if cfgFile == "" {
+		cfgFile = os.Getenv("AIRLOCK_CONFIG")
+	}
+	cfg, err := config.Load(cfgFile, os.LookupEnv, nil)
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	if cfg.Data != data {
+		// The files derived from the configured data directory follow --data.
+		for _, p := range []*string{&cfg.Store.DSN, &cfg.TokenKeyFile, &cfg.Storage.Filesystem.RootDirectory} {
+			if strings.HasPrefix(*p, filepath.Clean(cfg.Data)+string(filepath.Separator)) {
+				*p = ""
+			}
+		}
+		cfg.Data = data
+		if cfg, err = config.Finish(cfg); err != nil {
+			return nil, usageErr("%v", err)
+		}
+	}
+	if _, err := os.Stat(cfg.Store.DSN); err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "airlock: no store in %s: nothing to re-evaluate\n", data)
+		return nil, nil
+	}
+	d, closeStore, err := server.OpenOffline(ctx, cfg, newLogger(cfg))
+	if err != nil {
+		return nil, &exitError{code: exitInternal, err: err}
+	}
+	defer closeStore()
+	db, err := vulndb.Open(ctx, data)
+	if err != nil {
+		return nil, &exitError{code: exitInternal, err: err}
+	}
+	defer db.Close()
+	rep, err := d.Reevaluate(ctx, db, "airlock db import")
+	if err != nil {
+		return nil, &exitError{code: exitInternal, err: fmt.Errorf("re-evaluation: %w", err)}
+	}
+	return &rep, nil
+}
+
+func printReevaluation(w io.Writer, r server.ReevaluationReport) {
+	fmt.Fprintf(w, "Re-evaluated: %d digest(s) with stored scans, %d matched again, %d alert(s)\n", r.Checked, len(r.Images), r.Alerts)
+	for _, im := range r.Images {
+		line := fmt.Sprintf("  %s %s: %d vulnerability finding(s), %d new, policy %s", im.Digest, im.State, im.Findings, len(im.New), im.Verdict)
+		if im.Revocation != nil {
+			line += ", revocation scheduled for " + im.Revocation.Due.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintln(w, line)
+		for _, f := range im.New {
+			fmt.Fprintf(w, "    NEW %s %s %s %s (fixed: %s)\n", f.ID, f.Severity, f.Package, f.Version, orDash(f.Fixed))
+		}
+	}
+	for _, s := range r.Skipped {
+		fmt.Fprintf(w, "  skipped %s: %s\n", s.Digest, s.Reason)
+	}
+	for _, img := range r.Executed {
+		fmt.Fprintf(w, "  revoked %s: its grace period ended\n", img.Digest)
+	}
 }
 
 func newDBStatus() *cobra.Command {

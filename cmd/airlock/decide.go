@@ -167,7 +167,7 @@ func newQueue() *cobra.Command {
 	var srv, repo, output string
 	cmd := &cobra.Command{
 		Use:   "queue [--repository R] [-o json]",
-		Short: "List quarantined digests waiting for review, with the rules that decided it",
+		Short: "List quarantined digests waiting for review, and approved ones whose revocation is scheduled",
 		Example: `  airlock queue
   airlock queue --repository team/app -o json`,
 		Args: cobra.NoArgs,
@@ -185,7 +185,12 @@ func newQueue() *cobra.Command {
 				return nil
 			}
 			for _, e := range q {
-				fmt.Fprintf(w, "%s  %s  %s  approvals %d/%d\n", e.Image.Digest, strings.Join(e.Image.Repositories, ","), strings.ToUpper(string(e.Verdict.Effect)), len(e.Approvers), e.Required)
+				if r := e.Revocation; r != nil {
+					fmt.Fprintf(w, "%s  %s  APPROVED, REVOKE AT %s (revocation %d): %s\n", e.Image.Digest, strings.Join(e.Image.Repositories, ","),
+						r.Due.UTC().Format(time.RFC3339), r.ID, r.Reason)
+				} else {
+					fmt.Fprintf(w, "%s  %s  %s  approvals %d/%d\n", e.Image.Digest, strings.Join(e.Image.Repositories, ","), strings.ToUpper(string(e.Verdict.Effect)), len(e.Approvers), e.Required)
+				}
 				for _, f := range e.Verdict.Fired {
 					fmt.Fprintf(w, "    %-6s %s: %s%s\n", f.Effect, f.Rule, f.Message, evidenceText(f.Evidence))
 				}
@@ -395,6 +400,31 @@ func printRecord(w io.Writer, rec server.Record) {
 			fmt.Fprintf(w, "  %-6s %s: %s%s\n", f.Effect, f.Rule, f.Message, evidenceText(f.Evidence))
 		}
 	}
+	// 3b. Re-evaluation against newer advisories, waivers, scheduled revocations.
+	if re := rec.Reevaluation; re != nil {
+		fmt.Fprintf(w, "Re-evaluated: %s against advisory snapshot %s (%d new finding(s))\n", re.At.UTC().Format(time.RFC3339), re.Snapshot, len(re.New))
+		for _, k := range re.New {
+			fmt.Fprintf(w, "  NEW %s\n", strings.ReplaceAll(strings.TrimSuffix(k, "|"), "|", " in "))
+		}
+	}
+	for _, wv := range rec.Waivers {
+		state := "active until " + wv.Expires.UTC().Format(time.RFC3339)
+		switch {
+		case wv.RevokedAt != nil:
+			state = fmt.Sprintf("revoked %s by %s: %s", fmtTime(wv.RevokedAt), wv.RevokedBy, wv.RevokeReason)
+		case !wv.Expires.After(time.Now()):
+			state = "expired " + wv.Expires.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "Waiver:       %d %s%s owned by %s (%s): %s\n", wv.ID, wv.Finding, orDash2(" in ", wv.Package), wv.Owner, state, wv.Reason)
+	}
+	for _, r := range rec.Revocations {
+		switch r.Status {
+		case store.RevocationScheduled:
+			fmt.Fprintf(w, "Revocation:   scheduled for %s (id %d) by %s: %s\n", r.Due.UTC().Format(time.RFC3339), r.ID, r.Actor, r.Reason)
+		default:
+			fmt.Fprintf(w, "Revocation:   %s %s by %s (id %d, was due %s): %s\n", r.Status, fmtTime(r.ClosedAt), r.ClosedBy, r.ID, r.Due.UTC().Format(time.RFC3339), r.CloseReason)
+		}
+	}
 	// 4. Approvals.
 	fmt.Fprintf(w, "Approvals:    %d required\n", rec.Required)
 	for _, a := range rec.Approvals {
@@ -438,4 +468,12 @@ func printRecord(w io.Writer, rec server.Record) {
 		}
 		_ = tw.Flush()
 	}
+}
+
+// orDash2 is prefix+s, or nothing for an empty s.
+func orDash2(prefix, s string) string {
+	if s == "" {
+		return ""
+	}
+	return prefix + s
 }

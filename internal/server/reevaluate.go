@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,12 +18,15 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/identity"
 	"github.com/airlock-dev/airlock/internal/policy"
+	"github.com/airlock-dev/airlock/internal/registry"
 	"github.com/airlock-dev/airlock/internal/scan"
 	"github.com/airlock-dev/airlock/internal/scan/stage"
 	"github.com/airlock-dev/airlock/internal/scan/vulndb"
 	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/store/sqlite"
 )
 
 // DecisionMetrics count what re-evaluation and governed revocation did.
@@ -611,4 +615,37 @@ func (s *Server) reevaluationAPI(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, rs)
 	}))
+}
+
+// OpenOffline opens what re-evaluation needs without serving: the store,
+// the registry storage and the decider of cfg's data directory. It is how
+// `airlock db import` re-evaluates when no server is named; close releases
+// the store.
+func OpenOffline(ctx context.Context, cfg config.Config, log *slog.Logger) (d *Decider, close func() error, err error) {
+	st, err := sqlite.Open(ctx, cfg.Store.DSN)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open store: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	key, err := identity.LoadOrCreateKey(cfg.TokenKeyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, err := registry.New(ctx, registry.Options{
+		Storage: storageOptions(cfg), Store: st, Auth: &identity.Authenticator{Store: st, Key: key, TTL: cfg.TokenTTL},
+		MaxManifestSize: cfg.MaxManifestSize, UploadSecret: derive(key, "upload-state"), Logger: log,
+		Metrics: registry.NewMetrics(prometheus.NewRegistry()),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if d, err = newDecider(cfg, st, reg, log); err != nil {
+		return nil, nil, err
+	}
+	d.Metrics = NewDecisionMetrics(nil)
+	return d, st.Close, nil
 }
