@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/server"
@@ -48,6 +49,13 @@ of digests that are not approved, the registry token endpoint /token, the API un
 	cmd.Flags().StringVar(&cfgFile, "config", "", "YAML configuration file (env AIRLOCK_CONFIG)")
 	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the effective configuration and exit")
 	config.RegisterFlags(cmd.Flags())
+	// The issue and the docs name the webhook listener --webhook-addr.
+	cmd.Flags().SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "webhook-addr" {
+			name = "admission-webhook-addr"
+		}
+		return pflag.NormalizedName(name)
+	})
 	return cmd
 }
 
@@ -94,6 +102,12 @@ func serve(ctx context.Context, cfg config.Config) error {
 	}
 	log.Info("airlock serving", "url", scheme+"://"+ln.Addr().String(), "registryHost", cfg.RegistryHost,
 		"data", cfg.Data, "allowUnvetted", strings.Join(cfg.AllowUnvetted, ","))
+	if srv.WebhookEnabled() {
+		if err := startWebhook(ctx, srv, log, errc); err != nil {
+			hs.Close()
+			return err
+		}
+	}
 	select {
 	case err := <-errc:
 		if errors.Is(err, http.ErrServerClosed) {
@@ -106,4 +120,32 @@ func serve(ctx context.Context, cfg config.Config) error {
 		log.Info("shutting down")
 		return hs.Shutdown(sctx)
 	}
+}
+
+// startWebhook serves the admission webhook on its own TLS listener; its
+// end is sent to errc like the main listener's.
+func startWebhook(ctx context.Context, srv *server.Server, log *slog.Logger, errc chan<- error) error {
+	addr := srv.Config.Admission.WebhookAddr
+	cert, createdCA, err := srv.WebhookCertificate()
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	if createdCA != "" {
+		fmt.Fprintf(os.Stderr, "airlock: first start: self-signed admission webhook certificate created in %s (key mode 0600); its CA bundle is %s: airlock admission manifests --ca-bundle %s\n", srv.Config.Data, createdCA, createdCA)
+	}
+	wln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return &exitError{code: exitUsage, err: fmt.Errorf("listen on %s for the admission webhook: %w; set --webhook-addr (off: no webhook)", addr, err)}
+	}
+	go func() {
+		if err := srv.ServeWebhook(ctx, wln, cert); err != nil {
+			select {
+			case errc <- fmt.Errorf("admission webhook: %w", err):
+			default:
+			}
+		}
+	}()
+	log.Info("admission webhook serving", "url", "https://"+wln.Addr().String(), "registryHosts", strings.Join(srv.Config.Admission.RegistryHosts, ","),
+		"mode", srv.Config.Admission.Mode, "exempt", strings.Join(srv.Config.Admission.Exempt, ","))
+	return nil
 }

@@ -52,6 +52,32 @@ type Config struct {
 	Policy   Policy   `yaml:"policy"`
 	Approval Approval `yaml:"approval"`
 	Alerts   Alerts   `yaml:"alerts"`
+	// Admission configures the Kubernetes admission webhook.
+	Admission Admission `yaml:"admission"`
+}
+
+// Admission configures the Kubernetes admission webhook `airlock serve` runs
+// on its own TLS listener (see docs/admission.md).
+type Admission struct {
+	WebhookAddr string `yaml:"webhookAddr" help:"listen address of the admission webhook (TLS; alias --webhook-addr); 'off' runs none"`
+	TLSCert     string `yaml:"tlsCert" help:"webhook TLS certificate (PEM); default the main --tls-cert, else a self-signed one generated in DATA"`
+	TLSKey      string `yaml:"tlsKey" help:"webhook TLS private key (PEM)"`
+	// TLSHosts are the names a generated certificate is valid for.
+	TLSHosts []string `yaml:"tlsHosts" help:"host name or IP a generated webhook certificate covers (repeatable; default the airlock-webhook Service and loopback)"`
+	// RegistryHosts are the private registry as pods name it; default registryHost.
+	RegistryHosts []string `yaml:"registryHosts" help:"private registry host pods may pull from, matched exactly (repeatable; default registryHost)"`
+	Mode          string   `yaml:"mode" help:"what the webhook does with a pod it would deny: enforce, warn or dry-run"`
+	// Namespaces are "GLOB=MODE" entries; the first match wins.
+	Namespaces []string `yaml:"namespaces" help:"mode of matching namespaces, GLOB=MODE (repeatable; first match wins)"`
+	Exempt     []string `yaml:"exempt" help:"namespace glob admitted whatever its images; each use is audited (repeatable)"`
+	PodsOnly   bool     `yaml:"podsOnly" help:"pin tags in Pods only; workload templates are validated but not rewritten (GitOps)"`
+	// MapExternal rewrites public references to their approved private copy.
+	MapExternal bool   `yaml:"mapExternal" help:"rewrite public image references to their approved private copy (named like import, see import.mappings)"`
+	KeyFile     string `yaml:"keyFile" help:"public key (PEM) verifying approval attestations (default: the signing key's public half)"`
+	// MaxStale is how long decisions may rest on approvals read before the
+	// store became unreachable; after it every pod is denied.
+	MaxStale        time.Duration `yaml:"maxStale" help:"how old the approval index may grow while the store is unreachable before every pod is denied"`
+	MaxRequestBytes int64         `yaml:"maxRequestBytes" help:"largest AdmissionReview accepted, in bytes"`
 }
 
 // Alerts configures where alerts go besides the log and the metrics: new
@@ -161,10 +187,11 @@ func Default() Config {
 			MaxArchive:            16 << 30,
 			Timeout:               30 * time.Minute,
 		},
-		Pipeline: Pipeline{Workers: 2, Lease: 30 * time.Second, StageTimeout: 30 * time.Minute, MaxAttempts: 3},
-		Storage:  Storage{Driver: "filesystem"},
-		Store:    Store{Driver: "sqlite"},
-		Log:      Log{Level: "info", Format: "text"},
+		Pipeline:  Pipeline{Workers: 2, Lease: 30 * time.Second, StageTimeout: 30 * time.Minute, MaxAttempts: 3},
+		Storage:   Storage{Driver: "filesystem"},
+		Store:     Store{Driver: "sqlite"},
+		Log:       Log{Level: "info", Format: "text"},
+		Admission: Admission{WebhookAddr: ":8443", Mode: "enforce", MaxStale: 10 * time.Second, MaxRequestBytes: 7 << 20},
 	}
 }
 
@@ -317,6 +344,9 @@ func (c *Config) finish() error {
 			return fmt.Errorf("approval.required %q: want GLOB=N with N from 1 to 100, e.g. 'prod/**=2'", r)
 		}
 	}
+	if err := c.Admission.finish(c.RegistryHost); err != nil {
+		return err
+	}
 	for _, u := range c.ForeignLayerURLs {
 		if _, err := regexp.Compile(u); err != nil {
 			return fmt.Errorf("foreignLayerUrls %q: %w", u, err)
@@ -331,6 +361,29 @@ func (c *Config) finish() error {
 		if u, err := url.Parse(c.Alerts.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("alerts.webhook %q: want an http or https URL", c.Alerts.Webhook)
 		}
+	}
+	return nil
+}
+
+func (a *Admission) finish(registryHost string) error {
+	if len(a.RegistryHosts) == 0 {
+		a.RegistryHosts = []string{registryHost}
+	}
+	if (a.TLSCert == "") != (a.TLSKey == "") {
+		return fmt.Errorf("admission needs both tlsCert and tlsKey, or neither for a generated certificate")
+	}
+	modeOK := func(m string) bool { return m == "enforce" || m == "warn" || m == "dry-run" }
+	if !modeOK(a.Mode) {
+		return fmt.Errorf("admission mode %q: want enforce, warn or dry-run", a.Mode)
+	}
+	for _, e := range a.Namespaces {
+		g, m, ok := strings.Cut(e, "=")
+		if !ok || g == "" || !modeOK(m) {
+			return fmt.Errorf("admission namespaces %q: want GLOB=MODE with MODE enforce, warn or dry-run, e.g. 'staging-*=warn'", e)
+		}
+	}
+	if a.MaxStale <= 0 || a.MaxRequestBytes <= 0 {
+		return fmt.Errorf("admission maxStale and maxRequestBytes must be positive")
 	}
 	return nil
 }

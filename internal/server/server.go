@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/airlock-dev/airlock/internal/admission"
 	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/identity"
 	"github.com/airlock-dev/airlock/internal/importer"
@@ -51,6 +52,8 @@ type Server struct {
 	AdminTokenCreated string
 	// Decider evaluates the policy, records approvals and signs attestations.
 	Decider *Decider
+	// Admission is the Kubernetes admission webhook (served on its own TLS listener).
+	Admission *admission.Webhook
 }
 
 // AdminTokenFile is where the bootstrap admin token is written on first start.
@@ -120,6 +123,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s.Decider.Metrics = NewDecisionMetrics(reg)
+	if s.Admission, err = s.newAdmission(reg); err != nil {
+		return nil, err
+	}
 	s.Runner = pipeline.NewRunner(st, s.Importer, s.scanStep(), s.decideStep())
 	s.Runner.Workers = int(cfg.Pipeline.Workers)
 	s.Runner.Lease = cfg.Pipeline.Lease
@@ -162,8 +168,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			defer close(watched)
 			s.Decider.Watch(rctx, 0)
 		}()
+		indexed := make(chan struct{})
+		go func() {
+			defer close(indexed)
+			s.Admission.Index().Run(rctx)
+		}()
 		s.Runner.Run(rctx)
 		<-watched
+		<-indexed
 	}()
 	ok = true
 	return s, nil

@@ -131,7 +131,9 @@ func freeAddr(t testing.TB) string {
 
 func startProcess(t testing.TB, bin, data, addr string, args []string) (*Process, error) {
 	p := &Process{URL: "http://" + addr, Host: addr, Data: data, bin: bin, args: args, exited: make(chan struct{}), log: &syncBuffer{}}
-	p.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--data", data}, args...)...)
+	p.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--data", data,
+		// Many servers run at once: the admission webhook takes any free loopback port.
+		"--webhook-addr", "127.0.0.1:0"}, args...)...)
 	// The developer's AIRLOCK_* settings must not reach the server under test.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "AIRLOCK_") {

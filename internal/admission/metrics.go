@@ -1,0 +1,36 @@
+package admission
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics of the webhook: decisions by webhook and result, and latency.
+type Metrics struct {
+	decisions *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+}
+
+// NewMetrics registers the webhook's metrics with reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_admission_decisions_total",
+			Help: "Admission reviews answered, by webhook (validate, mutate) and result (allowed, denied, warned, dry-run, exempt, mutated, unavailable, bad-request).",
+		}, []string{"webhook", "result"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "airlock_admission_request_duration_seconds", Help: "Admission review latency, from request to response written.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12), // 100µs .. ~6s
+		}, []string{"webhook"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.decisions, m.latency)
+	}
+	return m
+}
+
+func (m *Metrics) observe(webhook, result string, d time.Duration) {
+	m.decisions.WithLabelValues(webhook, result).Inc()
+	m.latency.WithLabelValues(webhook).Observe(d.Seconds())
+}
