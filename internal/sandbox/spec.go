@@ -53,6 +53,9 @@ type Result struct {
 	// Notes are the sandbox's own observations (a limit hit, a syscall
 	// refused, the time limit reached).
 	Notes []string `json:"notes,omitempty"`
+	// Output is the first 64 KiB of what the entrypoint's processes wrote
+	// to stdout and stderr.
+	Output []byte `json:"output,omitempty"`
 }
 
 // ExitStatus is how the entrypoint's process ended.

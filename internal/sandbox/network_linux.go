@@ -1,0 +1,389 @@
+package sandbox
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The sandbox's network namespace has only lo. Every IPv4 and IPv6 address
+// is made local (a "local 0.0.0.0/0 dev lo" route and its IPv6 twin), so a
+// connect to any address arrives on loopback, where the DNS responder and
+// the sinkhole listen. Nothing can leave: there is no other interface.
+
+// setupLoopback brings lo up and makes every address local. It runs in the
+// sandbox init, inside the new network namespace.
+func setupLoopback() error {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket for lo: %w", err)
+	}
+	defer unix.Close(s)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("read lo flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo: %w", err)
+	}
+	if err := addLocalRoute(unix.AF_INET, lo.Index); err != nil {
+		return fmt.Errorf("route every IPv4 address to lo: %w", err)
+	}
+	if err := addLocalRoute(unix.AF_INET6, lo.Index); err != nil && !errors.Is(err, unix.EAFNOSUPPORT) {
+		return fmt.Errorf("route every IPv6 address to lo: %w", err)
+	}
+	return nil
+}
+
+// addLocalRoute adds "local <any>/0 dev lo table local" over rtnetlink.
+func addLocalRoute(family, ifindex int) error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return err
+	}
+	const hdr = unix.SizeofNlMsghdr + unix.SizeofRtMsg
+	msg := make([]byte, hdr+8)
+	binary.LittleEndian.PutUint32(msg[0:], uint32(len(msg)))
+	binary.LittleEndian.PutUint16(msg[4:], unix.RTM_NEWROUTE)
+	binary.LittleEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_REPLACE)
+	binary.LittleEndian.PutUint32(msg[8:], 1)
+	rt := (*unix.RtMsg)(unsafe.Pointer(&msg[unix.SizeofNlMsghdr]))
+	rt.Family = uint8(family)
+	rt.Table = unix.RT_TABLE_LOCAL
+	rt.Protocol = unix.RTPROT_BOOT
+	rt.Scope = unix.RT_SCOPE_HOST
+	rt.Type = unix.RTN_LOCAL
+	// RTA_OIF
+	binary.LittleEndian.PutUint16(msg[hdr:], 8)
+	binary.LittleEndian.PutUint16(msg[hdr+2:], unix.RTA_OIF)
+	binary.LittleEndian.PutUint32(msg[hdr+4:], uint32(ifindex))
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return err
+	}
+	buf := make([]byte, 4096)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return err
+	}
+	if n >= unix.SizeofNlMsghdr+4 && binary.LittleEndian.Uint16(buf[4:]) == unix.NLMSG_ERROR {
+		if code := int32(binary.LittleEndian.Uint32(buf[unix.SizeofNlMsghdr:])); code != 0 {
+			return unix.Errno(-code)
+		}
+	}
+	return nil
+}
+
+// inNetns runs fn on a thread that has joined the network namespace nsPath;
+// sockets created by fn stay in that namespace.
+func inNetns(nsPath string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer unix.Close(self)
+		target, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open the sandbox network namespace: %w", err)
+			return
+		}
+		defer unix.Close(target)
+		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("join the sandbox network namespace: %w", err)
+			return
+		}
+		err = fn()
+		if unix.Setns(self, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else the thread stays locked and dies with this goroutine
+		errc <- err
+	}()
+	return <-errc
+}
+
+// network is the supervisor's side: the DNS responder, the sinkhole
+// listeners and the names handed out.
+type network struct {
+	nsPath string
+	emit   func(Event)
+	since  func() time.Duration
+
+	mu       sync.Mutex
+	byName   map[string]netip.Addr
+	byAddr   map[netip.Addr]string
+	next     uint32
+	closers  map[string]io.Closer // "tcp/3333" -> sinkhole listener
+	lastDest map[string]netip.AddrPort
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// sinkholeBase is where handed-out addresses start (198.18.0.0/15, the
+// benchmarking range, never routed on the internet).
+var sinkholeBase = netip.MustParseAddr("198.18.0.1")
+
+func newNetwork(nsPath string, emit func(Event), since func() time.Duration) *network {
+	return &network{nsPath: nsPath, emit: emit, since: since, byName: map[string]netip.Addr{}, byAddr: map[netip.Addr]string{},
+		closers: map[string]io.Closer{}, lastDest: map[string]netip.AddrPort{}}
+}
+
+// addressFor hands out one sinkhole address per name.
+func (n *network) addressFor(name string) netip.Addr {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if a, ok := n.byName[name]; ok {
+		return a
+	}
+	b := sinkholeBase.As4()
+	v := binary.BigEndian.Uint32(b[:]) + n.next
+	if n.next < 1<<17-2 {
+		n.next++
+	}
+	binary.BigEndian.PutUint32(b[:], v)
+	a := netip.AddrFrom4(b)
+	n.byName[name] = a
+	n.byAddr[a] = name
+	return a
+}
+
+func (n *network) nameOf(a netip.Addr) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.byAddr[a.Unmap()]
+}
+
+// start opens the DNS responder on port 53 (UDP and TCP).
+func (n *network) start() error {
+	return inNetns(n.nsPath, func() error {
+		pc, err := net.ListenPacket("udp", ":53")
+		if err != nil {
+			return fmt.Errorf("DNS responder: %w", err)
+		}
+		l, err := net.Listen("tcp", ":53")
+		if err != nil {
+			pc.Close()
+			return fmt.Errorf("DNS responder: %w", err)
+		}
+		n.mu.Lock()
+		n.closers["udp/53"], n.closers["tcp/53"] = pc, l
+		n.mu.Unlock()
+		n.wg.Add(2)
+		go n.serveDNSUDP(pc)
+		go n.serveDNSTCP(l)
+		return nil
+	})
+}
+
+// ensure opens a sinkhole listener for the destination's port unless one
+// exists (or the port is taken, by the sandboxed program itself).
+func (n *network) ensure(proto string, dst netip.AddrPort) {
+	p := strings.TrimSuffix(proto, "6")
+	key := p + "/" + strconv.Itoa(int(dst.Port()))
+	n.mu.Lock()
+	n.lastDest[key] = dst
+	_, have := n.closers[key]
+	closed := n.closed
+	n.mu.Unlock()
+	if have || closed || dst.Port() == 0 {
+		return
+	}
+	_ = inNetns(n.nsPath, func() error {
+		addr := ":" + strconv.Itoa(int(dst.Port()))
+		if p == "udp" {
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				return err // the program listens there itself
+			}
+			n.mu.Lock()
+			n.closers[key] = pc
+			n.mu.Unlock()
+			n.wg.Add(1)
+			go n.serveUDPSinkhole(pc, key)
+			return nil
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		n.mu.Lock()
+		n.closers[key] = l
+		n.mu.Unlock()
+		n.wg.Add(1)
+		go n.serveTCPSinkhole(l)
+		return nil
+	})
+}
+
+// release closes a sinkhole listener so the program can bind the port itself.
+func (n *network) release(proto string, port int) {
+	if port == 53 {
+		return
+	}
+	key := strings.TrimSuffix(proto, "6") + "/" + strconv.Itoa(port)
+	n.mu.Lock()
+	c, ok := n.closers[key]
+	delete(n.closers, key)
+	n.mu.Unlock()
+	if ok {
+		c.Close()
+	}
+}
+
+func (n *network) close() {
+	n.mu.Lock()
+	n.closed = true
+	cs := n.closers
+	n.closers = map[string]io.Closer{}
+	n.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+	n.wg.Wait()
+}
+
+const firstBytesWait = 2 * time.Second
+
+func (n *network) serveTCPSinkhole(l net.Listener) {
+	defer n.wg.Done()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer c.Close()
+			_ = c.SetReadDeadline(time.Now().Add(firstBytesWait))
+			buf := make([]byte, FirstBytesMax)
+			got := 0
+			for got < len(buf) {
+				k, err := c.Read(buf[got:])
+				got += k
+				if err != nil || (got > 0 && k == 0) {
+					break
+				}
+				// Most protocols send a first message and wait: stop at
+				// its end instead of waiting out the deadline.
+				if got > 0 && k < len(buf[got-k:]) {
+					_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				}
+			}
+			la, _ := netip.ParseAddrPort(c.LocalAddr().String())
+			n.emit(Event{Time: n.since(), Kind: EventSinkhole, Proto: "tcp", Addr: la.Addr().Unmap().String(), Port: int(la.Port()),
+				Name: n.nameOf(la.Addr()), Data: append([]byte(nil), buf[:got]...)})
+		}()
+	}
+}
+
+func (n *network) serveUDPSinkhole(pc net.PacketConn, key string) {
+	defer n.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		k, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		n.mu.Lock()
+		dst := n.lastDest[key] // the address of the last connect to this port
+		n.mu.Unlock()
+		if k > FirstBytesMax {
+			k = FirstBytesMax
+		}
+		n.emit(Event{Time: n.since(), Kind: EventSinkhole, Proto: "udp", Addr: dst.Addr().String(), Port: int(dst.Port()),
+			Name: n.nameOf(dst.Addr()), Data: append([]byte(nil), buf[:k]...)})
+	}
+}
+
+func (n *network) serveDNSUDP(pc net.PacketConn) {
+	defer n.wg.Done()
+	buf := make([]byte, 4096)
+	for {
+		k, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		resp, q, ok := answerDNS(buf[:k], n.addressFor)
+		if !ok {
+			continue
+		}
+		n.emit(Event{Time: n.since(), Kind: EventDNS, Proto: "udp", Name: q.name, QType: q.qtype, Addr: q.answer})
+		_, _ = pc.WriteTo(resp, from)
+	}
+}
+
+func (n *network) serveDNSTCP(l net.Listener) {
+	defer n.wg.Done()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer c.Close()
+			for i := 0; i < 16; i++ { // a client may send a few queries on one connection
+				_ = c.SetDeadline(time.Now().Add(firstBytesWait))
+				var l [2]byte
+				if _, err := io.ReadFull(c, l[:]); err != nil {
+					return
+				}
+				msg := make([]byte, binary.BigEndian.Uint16(l[:]))
+				if _, err := io.ReadFull(c, msg); err != nil {
+					return
+				}
+				resp, q, ok := answerDNS(msg, n.addressFor)
+				if !ok {
+					return
+				}
+				n.emit(Event{Time: n.since(), Kind: EventDNS, Proto: "tcp", Name: q.name, QType: q.qtype, Addr: q.answer})
+				out := make([]byte, 2+len(resp))
+				binary.BigEndian.PutUint16(out, uint16(len(resp)))
+				copy(out[2:], resp)
+				if _, err := c.Write(out); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// sandboxHosts and sandboxResolv are written into the sandbox's /etc.
+const (
+	sandboxHostname = "sandbox"
+	sandboxHosts    = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tsandbox\n"
+	sandboxResolv   = "nameserver 127.0.0.53\noptions ndots:0 attempts:1 timeout:2\n"
+)
+
+var _ = os.Getpid
