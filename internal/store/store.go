@@ -213,8 +213,35 @@ type Store interface {
 	Decisions
 	Reevaluations
 	Waivers
+	Lineages
 
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Lineage records that one image was made from another by Airlock (a
+// hardened image from its original): the derived digest is a separate
+// record with its own state, linked to the digest it came from.
+type Lineage struct {
+	Original   string          `json:"original"`
+	Derived    string          `json:"derived"`
+	Kind       string          `json:"kind"` // how it was derived, e.g. "hardened"
+	Repository string          `json:"repository"`
+	Detail     json.RawMessage `json:"detail,omitempty"` // e.g. the profile and report digests
+	Actor      string          `json:"actor"`
+	CreatedAt  time.Time       `json:"createdAt"`
+}
+
+// Lineages link derived images to their originals.
+type Lineages interface {
+	// RecordLineage stores l; both digests must be recorded images
+	// (ErrNotFound otherwise). Recording the same original, derived and kind
+	// again returns the stored record unchanged. The first recording is
+	// audited as "image.derived".
+	RecordLineage(ctx context.Context, l Lineage) (Lineage, error)
+	// DerivedFrom lists the images made from original, oldest first.
+	DerivedFrom(ctx context.Context, original string) ([]Lineage, error)
+	// OriginsOf lists what derived was made from, oldest first.
+	OriginsOf(ctx context.Context, derived string) ([]Lineage, error)
 }

@@ -237,4 +237,19 @@ CREATE TABLE waivers (
 CREATE INDEX waivers_digest ON waivers (digest, id);
 CREATE INDEX waivers_repository ON waivers (repository, id);
 `,
+	// lineage: images Airlock derived from others (hardened from original).
+	`
+CREATE TABLE lineage (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	original   TEXT NOT NULL REFERENCES images (digest),
+	derived    TEXT NOT NULL REFERENCES images (digest),
+	kind       TEXT NOT NULL,
+	repository TEXT NOT NULL DEFAULT '',
+	detail     TEXT,
+	actor      TEXT NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL,
+	UNIQUE (original, derived, kind)
+);
+CREATE INDEX lineage_derived ON lineage (derived, id);
+`,
 }

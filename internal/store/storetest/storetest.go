@@ -94,6 +94,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, tamper Tamper) {
 		{"Approvals/Concurrent", testApprovalConcurrent},
 		{"Attestations", testAttestations},
 		{"Ping", testPing},
+		{"Lineage", testLineage},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
