@@ -95,3 +95,37 @@ func (c *Client) Revocations(ctx context.Context, digest, status string) ([]stor
 	}
 	return rs, c.do(ctx, http.MethodGet, "/api/v1/revocations?"+q.Encode(), nil, &rs)
 }
+
+// Waive records a waiver of one finding.
+func (c *Client) Waive(ctx context.Context, req WaiverRequest) (store.Waiver, error) {
+	var w store.Waiver
+	return w, c.do(ctx, http.MethodPost, "/api/v1/waivers", req, &w)
+}
+
+// Waivers lists waivers of a digest or a repository (both empty: all).
+func (c *Client) Waivers(ctx context.Context, digest, repository string, active bool) ([]store.Waiver, error) {
+	var ws []store.Waiver
+	q := url.Values{}
+	if digest != "" {
+		q.Set("digest", digest)
+	}
+	if repository != "" {
+		q.Set("repository", repository)
+	}
+	if active {
+		q.Set("active", "true")
+	}
+	return ws, c.do(ctx, http.MethodGet, "/api/v1/waivers?"+q.Encode(), nil, &ws)
+}
+
+// RevokeWaiver ends a waiver now.
+func (c *Client) RevokeWaiver(ctx context.Context, id int64, reason string) (store.Waiver, error) {
+	var w store.Waiver
+	return w, c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/waivers/%d/revoke", id), CancelRequest{Reason: reason}, &w)
+}
+
+// CancelRevocation keeps an approved digest whose revocation is scheduled.
+func (c *Client) CancelRevocation(ctx context.Context, id int64, reason string) (store.ScheduledRevocation, error) {
+	var r store.ScheduledRevocation
+	return r, c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/revocations/%d/cancel", id), CancelRequest{Reason: reason}, &r)
+}

@@ -348,6 +348,7 @@ func (s *Server) decisionsAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/images/{digest}/record", s.authed(nil, s.record))
 	mux.HandleFunc("GET /api/v1/queue", s.authed(nil, s.queue))
 	s.reevaluationAPI(mux)
+	s.waiversAPI(mux)
 }
 
 func (s *Server) record(w http.ResponseWriter, r *http.Request, c identity.Caller) {
