@@ -51,6 +51,7 @@ type Config struct {
 	Signing  Signing  `yaml:"signing"`
 	Policy   Policy   `yaml:"policy"`
 	Approval Approval `yaml:"approval"`
+	Profile  Profile  `yaml:"profile"`
 	Alerts   Alerts   `yaml:"alerts"`
 	// Admission configures the Kubernetes admission webhook.
 	Admission Admission `yaml:"admission"`
@@ -98,6 +99,19 @@ type Signing struct {
 type Policy struct {
 	// File is a YAML policy with CEL rules; empty means the embedded strict default.
 	File string `yaml:"file" help:"policy file (YAML with CEL rules; default: the embedded strict policy)"`
+}
+
+// Profile configures the pipeline's profile stage: how long an image runs
+// in the sandbox and how it is exercised, per repository glob.
+type Profile struct {
+	// Duration is the time limit of a sandbox run when no Durations entry matches.
+	Duration time.Duration `yaml:"duration" help:"how long the profile stage lets an image run in the sandbox"`
+	// Durations lists "GLOB=DURATION"; the first matching entry wins.
+	Durations []string `yaml:"durations" help:"sandbox time limit for repositories matching GLOB, GLOB=DURATION (repeatable; first match wins)"`
+	// HTTPProbes lists "GLOB=PORT/PATH"; every matching entry applies.
+	HTTPProbes []string `yaml:"httpProbes" help:"HTTP GET sent inside the sandbox for repositories matching GLOB, GLOB=PORT/PATH (repeatable)"`
+	// ProbeCmds lists "GLOB=COMMAND"; every matching entry applies.
+	ProbeCmds []string `yaml:"probeCmds" help:"command run inside the sandbox after start-up for repositories matching GLOB, GLOB=COMMAND (repeatable)"`
 }
 
 // Approval configures the human approval workflow.
@@ -188,6 +202,7 @@ func Default() Config {
 			Timeout:               30 * time.Minute,
 		},
 		Pipeline:  Pipeline{Workers: 2, Lease: 30 * time.Second, StageTimeout: 30 * time.Minute, MaxAttempts: 3},
+		Profile:   Profile{Duration: 20 * time.Second},
 		Storage:   Storage{Driver: "filesystem"},
 		Store:     Store{Driver: "sqlite"},
 		Log:       Log{Level: "info", Format: "text"},
@@ -336,6 +351,23 @@ func (c *Config) finish() error {
 	}
 	if c.Pipeline.Workers <= 0 || c.Pipeline.MaxAttempts <= 0 || c.Pipeline.Lease <= 0 || c.Pipeline.StageTimeout <= 0 {
 		return fmt.Errorf("pipeline workers, maxAttempts, lease and stageTimeout must be positive")
+	}
+	if c.Profile.Duration <= 0 || c.Profile.Duration > time.Hour {
+		return fmt.Errorf("profile.duration must be more than 0 and at most 1h, not %s", c.Profile.Duration)
+	}
+	for _, d := range c.Profile.Durations {
+		g, v, ok := strings.Cut(d, "=")
+		dur, err := time.ParseDuration(v)
+		if !ok || g == "" || err != nil || dur <= 0 || dur > time.Hour {
+			return fmt.Errorf("profile.durations %q: want GLOB=DURATION up to 1h, e.g. 'web/**=45s'", d)
+		}
+	}
+	for _, l := range [][]string{c.Profile.HTTPProbes, c.Profile.ProbeCmds} {
+		for _, e := range l {
+			if g, v, ok := strings.Cut(e, "="); !ok || g == "" || strings.TrimSpace(v) == "" {
+				return fmt.Errorf("profile probe %q: want GLOB=PORT/PATH (httpProbes) or GLOB=COMMAND (probeCmds)", e)
+			}
+		}
 	}
 	for _, r := range c.Approval.Required {
 		g, n, ok := strings.Cut(r, "=")
