@@ -78,6 +78,7 @@ digests from its private registry, and records why each digest was trusted.`,
 	root.AddCommand(newVersion(), newServe(), newLogin(), newToken(),
 		newDecision("approve", "approved"), newDecision("reject", "rejected"), newDecision("revoke", "revoked"),
 		newList(), newShowRecord(), newAudit(), newImport(), newJobs(), newKeys(), newVerify(), newQueue(), newPolicy(), newPin(), newDB(), newScan(), newHarden())
+	root.AddCommand(newWaive(), newRevocation())
 	return root
 }
 
