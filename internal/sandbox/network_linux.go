@@ -15,6 +15,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -185,21 +187,60 @@ func (n *network) nameOf(a netip.Addr) string {
 // start opens the DNS responder on port 53 (UDP and TCP).
 func (n *network) start() error {
 	return inNetns(n.nsPath, func() error {
-		pc, err := net.ListenPacket("udp", ":53")
+		// One UDP socket per family, so each answer leaves from the address
+		// the query was sent to (a client that asked 8.8.8.8 only accepts
+		// an answer from 8.8.8.8).
+		pc4, err := net.ListenPacket("udp4", "0.0.0.0:53")
 		if err != nil {
 			return fmt.Errorf("DNS responder: %w", err)
 		}
+		p4 := ipv4.NewPacketConn(pc4)
+		if err := p4.SetControlMessage(ipv4.FlagDst, true); err != nil {
+			pc4.Close()
+			return fmt.Errorf("DNS responder: %w", err)
+		}
+		pc6, err6 := net.ListenPacket("udp6", "[::]:53")
 		l, err := net.Listen("tcp", ":53")
 		if err != nil {
-			pc.Close()
+			pc4.Close()
 			return fmt.Errorf("DNS responder: %w", err)
 		}
 		n.mu.Lock()
-		n.closers["udp/53"], n.closers["tcp/53"] = pc, l
+		n.closers["udp/53"], n.closers["tcp/53"] = pc4, l
 		n.mu.Unlock()
 		n.wg.Add(2)
-		go n.serveDNSUDP(pc)
+		go n.serveDNSUDP(func(b []byte) (int, net.Addr, net.IP, error) {
+			k, cm, from, err := p4.ReadFrom(b)
+			var dst net.IP
+			if cm != nil {
+				dst = cm.Dst
+			}
+			return k, from, dst, err
+		}, func(b []byte, to net.Addr, src net.IP) {
+			_, _ = p4.WriteTo(b, &ipv4.ControlMessage{Src: src}, to)
+		})
 		go n.serveDNSTCP(l)
+		if err6 == nil {
+			p6 := ipv6.NewPacketConn(pc6)
+			if p6.SetControlMessage(ipv6.FlagDst, true) == nil {
+				n.mu.Lock()
+				n.closers["udp6/53"] = pc6
+				n.mu.Unlock()
+				n.wg.Add(1)
+				go n.serveDNSUDP(func(b []byte) (int, net.Addr, net.IP, error) {
+					k, cm, from, err := p6.ReadFrom(b)
+					var dst net.IP
+					if cm != nil {
+						dst = cm.Dst
+					}
+					return k, from, dst, err
+				}, func(b []byte, to net.Addr, src net.IP) {
+					_, _ = p6.WriteTo(b, &ipv6.ControlMessage{Src: src}, to)
+				})
+			} else {
+				pc6.Close()
+			}
+		}
 		return nil
 	})
 }
@@ -325,11 +366,11 @@ func (n *network) serveUDPSinkhole(pc net.PacketConn, key string) {
 	}
 }
 
-func (n *network) serveDNSUDP(pc net.PacketConn) {
+func (n *network) serveDNSUDP(read func([]byte) (int, net.Addr, net.IP, error), write func([]byte, net.Addr, net.IP)) {
 	defer n.wg.Done()
 	buf := make([]byte, 4096)
 	for {
-		k, from, err := pc.ReadFrom(buf)
+		k, from, dst, err := read(buf)
 		if err != nil {
 			return
 		}
@@ -338,7 +379,7 @@ func (n *network) serveDNSUDP(pc net.PacketConn) {
 			continue
 		}
 		n.emit(Event{Time: n.since(), Kind: EventDNS, Proto: "udp", Name: q.name, QType: q.qtype, Addr: q.answer})
-		_, _ = pc.WriteTo(resp, from)
+		write(resp, from, dst)
 	}
 }
 

@@ -83,6 +83,7 @@ type run struct {
 	entryCh chan struct{}
 	probes  map[int]chan ctrlMsg
 	output  bytes.Buffer
+	watched bool // exits come from procWatch
 }
 
 func (r *run) since() time.Duration { return time.Since(r.start) }
@@ -104,6 +105,19 @@ func (r *run) note(s string) {
 // returns what happened. An error means the sandbox itself could not run;
 // whatever the sampled program does is reported in the Result.
 func Run(ctx context.Context, spec Spec) (*Result, error) {
+	return runSandbox(ctx, spec, nil)
+}
+
+// runTrace tells tests what a run created on the host, so they can check
+// it is all gone afterwards.
+type runTrace struct {
+	scratch    string
+	cgroupDirs []string
+	initPID    int
+	pidNS      string // the sandbox's PID namespace, as readlink shows it
+}
+
+func runSandbox(ctx context.Context, spec Spec, rt *runTrace) (*Result, error) {
 	if err := Available(); err != nil {
 		return nil, err
 	}
@@ -143,10 +157,16 @@ func Run(ctx context.Context, spec Spec) (*Result, error) {
 	}
 	defer os.RemoveAll(scratch)
 	cfg.Scratch = scratch
+	if rt != nil {
+		rt.scratch = scratch
+	}
 
 	cg, err := newCgroup(spec.Limits)
 	if err != nil {
 		return nil, err
+	}
+	if rt != nil {
+		rt.cgroupDirs = cg.dirs()
 	}
 	defer func() {
 		if err := cg.remove(); err != nil {
@@ -202,6 +222,10 @@ func Run(ctx context.Context, spec Spec) (*Result, error) {
 		return nil, fmt.Errorf("start the sandbox init: %w", err)
 	}
 	initPID := cmd.Process.Pid
+	if rt != nil {
+		rt.initPID = initPID
+		rt.pidNS, _ = os.Readlink("/proc/" + strconv.Itoa(initPID) + "/ns/pid")
+	}
 	killed := false
 	killInit := func() {
 		if !killed {
@@ -259,6 +283,17 @@ func Run(ctx context.Context, spec Spec) (*Result, error) {
 	}
 	if _, err := expect(msgSetupDone); err != nil {
 		return fail(err)
+	}
+	watch, err := newProcWatch(initPID, r.emit, r.since)
+	if err != nil {
+		slog.Warn("no process events connector: exits of processes the init does not reap are not recorded", "err", err)
+	} else {
+		r.watched = true
+		defer func() {
+			if watch != nil {
+				watch.close()
+			}
+		}()
 	}
 	nsPath := "/proc/" + strconv.Itoa(initPID) + "/ns/net"
 	nw = newNetwork(nsPath, r.emit, r.since)
@@ -351,6 +386,12 @@ func Run(ctx context.Context, spec Spec) (*Result, error) {
 	}
 	nw.close()
 	<-outDone
+	if watch != nil {
+		if watch.close() {
+			r.note("the process events connector overflowed: some exits are missing")
+		}
+		watch = nil
+	}
 	if !probesFinished {
 		probeResults = <-probesDone
 	}
@@ -393,19 +434,9 @@ func (r *run) handleCtrl(m ctrlMsg, startErr chan<- error) {
 		startErr <- fmt.Errorf("start the entrypoint: %s", m.Error)
 	case msgExit:
 		r.mu.Lock()
-		// exit_group was already seen by the tracer for processes that
-		// exited by themselves; the init adds those killed by a signal and
-		// everything when tracing is off.
-		dup := false
-		if m.Signal == 0 {
-			for i := len(r.events) - 1; i >= 0 && i >= len(r.events)-64; i-- {
-				if e := r.events[i]; e.Kind == EventExit && e.PID == m.PID {
-					dup = true
-					break
-				}
-			}
-		}
-		if !dup {
+		// Without the process events connector only the init's own
+		// children and orphans are seen exiting.
+		if !r.watched {
 			r.events = append(r.events, Event{Time: r.since(), Kind: EventExit, PID: m.PID, PPID: 1, ExitCode: m.Code, Signal: m.Signal})
 		}
 		r.exits[m.PID] = ExitStatus{Code: m.Code, Signal: m.Signal}
@@ -456,6 +487,21 @@ func (r *run) runProbes(ctx context.Context, ctrl *ctrlConn, nsPath string) []Pr
 	var out []ProbeResult
 	for _, p := range r.spec.HTTPProbes {
 		out = append(out, r.httpProbe(ctx, nsPath, p, end))
+	}
+	if len(r.spec.ProbeCmds) > 0 {
+		// Probe commands run after start-up: once the entrypoint has
+		// exited, or after a settling time.
+		settle := r.spec.Duration / 4
+		if settle > 2*time.Second {
+			settle = 2 * time.Second
+		}
+		timer := time.NewTimer(settle)
+		select {
+		case <-r.entryCh:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
 	}
 	for i, argv := range r.spec.ProbeCmds {
 		pr := ProbeResult{Kind: "cmd", Target: strings.Join(argv, " ")}

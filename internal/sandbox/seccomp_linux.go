@@ -24,21 +24,20 @@ import (
 
 // traced are the calls reported to the supervisor, on every architecture.
 var traced = map[uint32]string{
-	unix.SYS_EXECVE:     "execve",
-	unix.SYS_EXECVEAT:   "execveat",
-	unix.SYS_OPENAT:     "openat",
-	unix.SYS_OPENAT2:    "openat2",
-	unix.SYS_UNLINKAT:   "unlinkat",
-	unix.SYS_FCHMODAT:   "fchmodat",
-	unix.SYS_FCHMODAT2:  "fchmodat2",
-	unix.SYS_RENAMEAT:   "renameat",
-	unix.SYS_RENAMEAT2:  "renameat2",
-	unix.SYS_MKDIRAT:    "mkdirat",
-	unix.SYS_SYMLINKAT:  "symlinkat",
-	unix.SYS_CONNECT:    "connect",
-	unix.SYS_BIND:       "bind",
-	unix.SYS_LISTEN:     "listen",
-	unix.SYS_EXIT_GROUP: "exit_group",
+	unix.SYS_EXECVE:    "execve",
+	unix.SYS_EXECVEAT:  "execveat",
+	unix.SYS_OPENAT:    "openat",
+	unix.SYS_OPENAT2:   "openat2",
+	unix.SYS_UNLINKAT:  "unlinkat",
+	unix.SYS_FCHMODAT:  "fchmodat",
+	unix.SYS_FCHMODAT2: "fchmodat2",
+	unix.SYS_RENAMEAT:  "renameat",
+	unix.SYS_RENAMEAT2: "renameat2",
+	unix.SYS_MKDIRAT:   "mkdirat",
+	unix.SYS_SYMLINKAT: "symlinkat",
+	unix.SYS_CONNECT:   "connect",
+	unix.SYS_BIND:      "bind",
+	unix.SYS_LISTEN:    "listen",
 }
 
 // denied are refused with EPERM: they change the kernel or the machine, or
@@ -469,12 +468,6 @@ func (t *tracer) handle(req *seccompNotif) {
 	}
 	if pid == t.initPID || t.info(pid, false).tgid == t.initPID {
 		t.respond(req.ID, 0) // the init's own calls
-		return
-	}
-	if name == "exit_group" {
-		in := t.info(pid, false)
-		t.respond(req.ID, 0)
-		t.emit(Event{Time: t.since(), Kind: EventExit, PID: in.ns, PPID: in.ppid, ExitCode: int(a[0] & 0xff)})
 		return
 	}
 	m, err := openMem(pid)
