@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,7 +40,8 @@ type Options struct {
 const DefaultDuration = 30 * time.Second
 
 // ErrNotRunnable marks an image with nothing to run (no entrypoint and no
-// cmd: a base layer, an artifact). It has no behaviour to profile.
+// cmd: a base layer, an artifact; or a program the image does not hold).
+// It has no behaviour to profile.
 var ErrNotRunnable = errors.New("the image has no entrypoint or cmd to run")
 
 // Make unpacks img into a fresh directory, runs it in sb with o's
@@ -80,6 +82,10 @@ func Make(ctx context.Context, img v1.Image, sb Sandbox, o Options) (Profile, er
 	}
 	if err := sb.Unpack(ctx, img, rootfs); err != nil {
 		return Profile{}, fmt.Errorf("unpack %s: %w", d, err)
+	}
+	argv := append(append([]string{}, c.Entrypoint...), c.Cmd...)
+	if !startable(rootfs, argv[0], c.WorkingDir, c.Env) {
+		return Profile{}, fmt.Errorf("%s: %w: its program %q is not a file in the image", d, ErrNotRunnable, printable(argv[0], 256))
 	}
 	spec := sandbox.Spec{
 		Rootfs: rootfs, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User,
@@ -204,4 +210,80 @@ func SplitCommand(s string) ([]string, error) {
 		return nil, fmt.Errorf("probe command is empty")
 	}
 	return out, nil
+}
+
+// startable reports whether argv0 names a regular file in the unpacked
+// image, looked up the way the sandbox starts it: relative to the working
+// directory when it has a slash, else along the image's PATH.
+func startable(rootfs, argv0, workdir string, env []string) bool {
+	if argv0 == "" {
+		return false
+	}
+	if strings.Contains(argv0, "/") {
+		if !path.IsAbs(argv0) {
+			argv0 = path.Join("/", workdir, argv0)
+		}
+		return regularInRoot(rootfs, argv0)
+	}
+	pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	for _, dir := range strings.Split(pathEnv, ":") {
+		if dir != "" && regularInRoot(rootfs, path.Join("/", dir, argv0)) {
+			return true
+		}
+	}
+	return false
+}
+
+// regularInRoot resolves p inside root, following symbolic links as the
+// image sees them (an absolute target starts again at root; ".." stops at
+// root), and reports whether it ends at a regular file. Nothing outside
+// root is ever looked at.
+func regularInRoot(root, p string) bool {
+	parts := splitPath(p)
+	cur, links := "/", 0
+	for i := 0; i < len(parts); i++ {
+		next := path.Join(cur, parts[i])
+		fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(next)))
+		if err != nil {
+			return false
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if links++; links > 40 {
+				return false
+			}
+			t, err := os.Readlink(filepath.Join(root, filepath.FromSlash(next)))
+			if err != nil {
+				return false
+			}
+			if !path.IsAbs(t) {
+				t = path.Join(cur, t)
+			}
+			parts = append(splitPath(t), parts[i+1:]...)
+			cur, i = "/", -1
+			continue
+		}
+		if i < len(parts)-1 && !fi.IsDir() {
+			return false
+		}
+		if i == len(parts)-1 {
+			return fi.Mode().IsRegular()
+		}
+		cur = next
+	}
+	return false
+}
+
+func splitPath(p string) []string {
+	var out []string
+	for _, s := range strings.Split(path.Clean("/"+p), "/") {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

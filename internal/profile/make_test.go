@@ -1,6 +1,8 @@
 package profile
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -42,6 +44,68 @@ func TestSplitCommand(t *testing.T) {
 	for _, bad := range []string{"", "   ", `a 'b`, `a\`} {
 		if _, err := SplitCommand(bad); err == nil {
 			t.Errorf("SplitCommand(%q) accepted", bad)
+		}
+	}
+}
+
+// The entrypoint is looked up inside the unpacked root, symbolic links
+// followed as the image sees them, never outside it.
+func TestStartable(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	mk := func(p string) {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte("x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln := func(target, p string) {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, filepath.Join(root, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("bin/busybox")
+	mk("usr/local/bin/app")
+	mk("srv/run.sh")
+	ln("/bin/busybox", "bin/sh")           // absolute: inside the root
+	ln("../../bin/busybox", "usr/bin/env") // relative
+	ln("usr/bin", "ubin")                  // a directory link
+	ln("../../../../../../../.."+outside+"/evil", "bin/escape")
+	if err := os.WriteFile(filepath.Join(outside, "evil"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln("/bin/loop", "bin/loop")
+	if err := os.Mkdir(filepath.Join(root, "bin/dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		argv0, workdir string
+		env            []string
+		want           bool
+	}{
+		{"/bin/sh", "", nil, true},
+		{"sh", "", nil, true},
+		{"env", "", []string{"PATH=/usr/bin"}, true},
+		{"app", "", nil, true},
+		{"app", "", []string{"PATH=/bin"}, false},
+		{"/ubin/env", "", nil, true},
+		{"./run.sh", "/srv", nil, true},
+		{"run.sh", "/srv", nil, false},
+		{"/usr/bin/python3", "", nil, false},
+		{"/bin/escape", "", nil, false},
+		{"/bin/loop", "", nil, false},
+		{"/bin/dir", "", nil, false},
+		{"/bin/busybox/x", "", nil, false},
+		{"", "", nil, false},
+	} {
+		if got := startable(root, tc.argv0, tc.workdir, tc.env); got != tc.want {
+			t.Errorf("startable(%q, %q, %v) = %v, want %v", tc.argv0, tc.workdir, tc.env, got, tc.want)
 		}
 	}
 }
