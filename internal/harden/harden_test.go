@@ -360,7 +360,12 @@ func TestShellScriptEntrypoint(t *testing.T) {
 // the host and the libraries the host's loader resolves for it (ldd is the
 // oracle), plus libraries it does not need, in the host's merged-/usr
 // layout; hardening keeps exactly the loader's set.
-func TestSharedLibraries(t *testing.T) {
+// sharedLibraryImage builds an image from a dynamically linked program of
+// the host (run with --version) and the libraries the host's loader
+// resolves for it (ldd is the oracle), plus a program and libraries it does
+// not need (the decoys), in the host's merged-/usr layout.
+func sharedLibraryImage(t *testing.T) (v1.Image, string, map[string]sandboxtest.File, []string, int) {
+	t.Helper()
 	prog := ""
 	for _, p := range []string{"/usr/bin/curl", "/usr/bin/ls"} {
 		if _, err := os.Stat(p); err == nil {
@@ -449,7 +454,12 @@ func TestSharedLibraries(t *testing.T) {
 	}
 	files["etc/ld.so.conf"] = sandboxtest.File{Data: []byte("include /etc/ld.so.conf.d/*.conf\n"), Mode: 0o644}
 	files["etc/ld.so.conf.d/x86_64-linux-gnu.conf"] = sandboxtest.File{Data: []byte("/usr/local/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n"), Mode: 0o644}
-	img := sandboxtest.Image(t, v1.Config{Entrypoint: []string{prog}}, sandboxtest.Layer(t, files))
+	img := sandboxtest.Image(t, v1.Config{Entrypoint: []string{prog}, Cmd: []string{"--version"}}, sandboxtest.Layer(t, files))
+	return img, prog, files, decoys, len(needed)
+}
+
+func TestSharedLibraries(t *testing.T) {
+	img, prog, files, decoys, needed := sharedLibraryImage(t)
 	d, _ := img.Digest()
 	pr := &profile.Profile{Image: profile.Image{Digest: d.String()}, Executables: []profile.Exec{{Path: prog}}}
 	res, err := harden.Harden(context.Background(), img, pr, harden.Options{TempDir: t.TempDir()})
@@ -473,5 +483,5 @@ func TestSharedLibraries(t *testing.T) {
 		t.Errorf("notes: %v", res.Report.Notes)
 	}
 	sort.Strings(decoys)
-	t.Logf("%s: %d libraries kept; decoys removed: %v", prog, len(needed), decoys)
+	t.Logf("%s: %d libraries kept; decoys removed: %v", prog, needed, decoys)
 }
