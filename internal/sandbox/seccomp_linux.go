@@ -232,6 +232,10 @@ type tracer struct {
 
 	mu   sync.Mutex
 	pids map[int]pidInfo
+
+	// Only the serving goroutine touches these.
+	mems map[int]*os.File // /proc/PID/mem per process, until it execs
+	root int              // the sandbox root (/proc/INIT/root), for Missing
 }
 
 type pidInfo struct{ ns, ppid, tgid int }
@@ -239,7 +243,20 @@ type pidInfo struct{ ns, ppid, tgid int }
 // serve handles notifications until the filter has no users left or stop
 // is closed.
 func (t *tracer) serve(stop <-chan struct{}) {
+	runtime.LockOSThread() // every trapped call waits for this loop: no hand-offs between threads
+	defer runtime.UnlockOSThread()
 	defer unix.Close(t.fd)
+	t.mems = map[int]*os.File{}
+	t.root = -1
+	if fd, err := unix.Open("/proc/"+strconv.Itoa(t.initPID)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		t.root = fd
+		defer unix.Close(fd)
+	}
+	defer func() {
+		for _, f := range t.mems {
+			f.Close()
+		}
+	}()
 	for {
 		select {
 		case <-stop:
@@ -292,15 +309,32 @@ func (t *tracer) valid(id uint64) bool {
 // mem reads the traced process's memory.
 type mem struct{ f *os.File }
 
-func openMem(pid int) (*mem, error) {
+// mem returns the process's memory file, opened once per process image.
+func (t *tracer) mem(pid int) (*mem, error) {
+	if f, ok := t.mems[pid]; ok {
+		return &mem{f}, nil
+	}
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mem")
 	if err != nil {
 		return nil, err
 	}
+	if len(t.mems) > 4096 {
+		for p, f := range t.mems {
+			f.Close()
+			delete(t.mems, p)
+		}
+	}
+	t.mems[pid] = f
 	return &mem{f}, nil
 }
 
-func (m *mem) close() { m.f.Close() }
+// forget drops the cached memory file (the process execs or is gone).
+func (t *tracer) forget(pid int) {
+	if f, ok := t.mems[pid]; ok {
+		f.Close()
+		delete(t.mems, pid)
+	}
+}
 
 func (m *mem) read(addr uint64, n int) ([]byte, error) {
 	b := make([]byte, n)
@@ -427,15 +461,14 @@ func sandboxPath(pid int, dirfd int32, p string) string {
 
 // exists tells whether p exists inside pid's root (resolved by the kernel
 // inside that root, the last component followed or not).
-func exists(pid int, p string, follow bool) bool {
+func (t *tracer) exists(p string, follow bool) bool {
 	if p == "/proc" || p == "/dev" || strings.HasPrefix(p, "/proc/") || strings.HasPrefix(p, "/dev/") {
 		return true // kernel file systems with magic links: not judged
 	}
-	root, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
+	root := t.root
+	if root < 0 {
 		return true // unknown: do not claim it is missing
 	}
-	defer unix.Close(root)
 	flags := uint64(unix.O_PATH | unix.O_CLOEXEC)
 	if !follow {
 		flags |= unix.O_NOFOLLOW
@@ -470,12 +503,27 @@ func (t *tracer) handle(req *seccompNotif) {
 		t.respond(req.ID, 0) // the init's own calls
 		return
 	}
-	m, err := openMem(pid)
+	m, err := t.mem(pid)
 	if err != nil {
 		t.respond(req.ID, 0)
 		return
 	}
-	defer m.close()
+	if name == "execve" || name == "execveat" {
+		defer t.forget(pid) // the next image has another address space
+	}
+	// str reads a string argument; a cached memory file of an earlier
+	// process with the same pid fails to read and is opened again.
+	str := func(addr uint64) string {
+		s, err := m.str(addr)
+		if err != nil {
+			t.forget(pid)
+			if m2, err := t.mem(pid); err == nil {
+				m = m2
+				s, _ = m.str(addr)
+			}
+		}
+		return s
+	}
 	at := int32(unix.AT_FDCWD)
 	ev := Event{}
 	var connectTo *netip.AddrPort
@@ -485,11 +533,11 @@ func (t *tracer) handle(req *seccompNotif) {
 		var p string
 		var argvAddr uint64
 		if name == "execve" {
-			p, _ = m.str(a[0])
+			p = str(a[0])
 			argvAddr = a[1]
 		} else {
 			at = int32(a[0])
-			p, _ = m.str(a[1])
+			p = str(a[1])
 			argvAddr = a[2]
 			if p == "" && a[4]&unix.AT_EMPTY_PATH != 0 {
 				p = base(pid, at)
@@ -502,30 +550,30 @@ func (t *tracer) handle(req *seccompNotif) {
 			}
 		}
 		ev = Event{Kind: EventExec, Path: sandboxPath(pid, at, p), Argv: m.argv(argvAddr)}
-		ev.Missing = !exists(pid, ev.Path, true)
+		ev.Missing = !t.exists(ev.Path, true)
 	case "open", "openat", "openat2", "creat":
 		var p string
 		var flags, mode uint64
 		switch name {
 		case "open":
-			p, _ = m.str(a[0])
+			p = str(a[0])
 			flags, mode = a[1], a[2]
 		case "creat":
-			p, _ = m.str(a[0])
+			p = str(a[0])
 			flags, mode = unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC, a[1]
 		case "openat":
 			at = int32(a[0])
-			p, _ = m.str(a[1])
+			p = str(a[1])
 			flags, mode = a[2], a[3]
 		case "openat2":
 			at = int32(a[0])
-			p, _ = m.str(a[1])
+			p = str(a[1])
 			if b, err := m.read(a[2], 16); err == nil && len(b) == 16 {
 				flags, mode = binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
 			}
 		}
 		ev = Event{Path: sandboxPath(pid, at, p), Flags: int(flags)}
-		present := exists(pid, ev.Path, flags&unix.O_NOFOLLOW == 0)
+		present := t.exists(ev.Path, flags&unix.O_NOFOLLOW == 0)
 		switch {
 		case flags&unix.O_CREAT != 0 && !present:
 			ev.Kind, ev.Mode = EventCreate, uint32(mode)&0o7777
@@ -538,58 +586,58 @@ func (t *tracer) handle(req *seccompNotif) {
 		var p string
 		if name == "unlinkat" {
 			at = int32(a[0])
-			p, _ = m.str(a[1])
+			p = str(a[1])
 		} else {
-			p, _ = m.str(a[0])
+			p = str(a[0])
 		}
 		ev = Event{Kind: EventUnlink, Path: sandboxPath(pid, at, p)}
-		ev.Missing = !exists(pid, ev.Path, false)
+		ev.Missing = !t.exists(ev.Path, false)
 	case "chmod", "fchmodat", "fchmodat2":
 		var p string
 		var mode uint64
 		if name == "chmod" {
-			p, _ = m.str(a[0])
+			p = str(a[0])
 			mode = a[1]
 		} else {
 			at = int32(a[0])
-			p, _ = m.str(a[1])
+			p = str(a[1])
 			mode = a[2]
 		}
 		ev = Event{Kind: EventChmod, Path: sandboxPath(pid, at, p), Mode: uint32(mode) & 0o7777}
-		ev.Missing = !exists(pid, ev.Path, true)
+		ev.Missing = !t.exists(ev.Path, true)
 	case "rename", "renameat", "renameat2":
 		var oldp, newp string
 		newAt := int32(unix.AT_FDCWD)
 		if name == "rename" {
-			oldp, _ = m.str(a[0])
-			newp, _ = m.str(a[1])
+			oldp = str(a[0])
+			newp = str(a[1])
 		} else {
 			at, newAt = int32(a[0]), int32(a[2])
-			oldp, _ = m.str(a[1])
-			newp, _ = m.str(a[3])
+			oldp = str(a[1])
+			newp = str(a[3])
 		}
 		ev = Event{Kind: EventRename, Path: sandboxPath(pid, at, oldp), Target: sandboxPath(pid, newAt, newp)}
-		ev.Missing = !exists(pid, ev.Path, false)
+		ev.Missing = !t.exists(ev.Path, false)
 	case "mkdir", "mkdirat":
 		var p string
 		var mode uint64
 		if name == "mkdir" {
-			p, _ = m.str(a[0])
+			p = str(a[0])
 			mode = a[1]
 		} else {
 			at = int32(a[0])
-			p, _ = m.str(a[1])
+			p = str(a[1])
 			mode = a[2]
 		}
 		ev = Event{Kind: EventMkdir, Path: sandboxPath(pid, at, p), Mode: uint32(mode) & 0o7777}
 	case "symlink", "symlinkat":
 		var target, p string
-		target, _ = m.str(a[0])
+		target = str(a[0])
 		if name == "symlink" {
-			p, _ = m.str(a[1])
+			p = str(a[1])
 		} else {
 			at = int32(a[1])
-			p, _ = m.str(a[2])
+			p = str(a[2])
 		}
 		ev = Event{Kind: EventSymlink, Path: sandboxPath(pid, at, p), Target: target}
 	case "connect", "bind":
