@@ -281,3 +281,11 @@ func writeHardenReport(w io.Writer, output string, rep *harden.Report, dest name
 	}
 	return nil
 }
+
+// localProfiler replays profiles in this host's sandbox.
+func localProfiler() (harden.Profiler, error) {
+	if err := harden.SandboxAvailable(); err != nil {
+		return nil, err
+	}
+	return harden.SandboxProfiler(harden.LocalSandbox(), os.TempDir(), server.Version), nil
+}

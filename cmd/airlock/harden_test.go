@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -172,5 +173,55 @@ func TestHardenCommandUsage(t *testing.T) {
 		if code != exitUsage {
 			t.Errorf("%v: exit %d, want 2: %s", args[1:], code, stderr)
 		}
+	}
+}
+
+// TestHardenCommandReplay profiles the fixture for real, hardens it with
+// the replay on, and checks that a replay that fails (a profile claiming
+// another exit code) exits 1 and writes nothing.
+func TestHardenCommandReplay(t *testing.T) {
+	if err := harden.SandboxAvailable(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("the sandbox must run in CI: %v", err)
+		}
+		t.Skipf("no sandbox here: %v", err)
+	}
+	src, _, img := hardenFixture(t)
+	pr, err := profile.Make(t.Context(), img, harden.LocalSandbox(), profile.Options{Duration: 5 * time.Second, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := profile.Marshal(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf := filepath.Join(t.TempDir(), "p.json")
+	os.WriteFile(pf, raw, 0o600)
+	out := filepath.Join(t.TempDir(), "hardened")
+	code, stdout, stderr := cli(t, "harden", src, "--profile", pf, "--oci-layout", out, "--no-scan", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, stdout)
+	}
+	var rep harden.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Replay == nil || !rep.Replay.Passed {
+		t.Fatalf("replay: %+v", rep.Replay)
+	}
+	if _, err := layout.FromPath(out); err != nil {
+		t.Errorf("nothing written: %v", err)
+	}
+
+	pr.Exit.Code = 7
+	raw, _ = profile.Marshal(pr)
+	os.WriteFile(pf, raw, 0o600)
+	out2 := filepath.Join(t.TempDir(), "not-written")
+	code, stdout, stderr = cli(t, "harden", src, "--profile", pf, "--oci-layout", out2, "--no-scan")
+	if code != exitDenied || !strings.Contains(stdout, "replay: FAILED") {
+		t.Errorf("exit %d, want 1\n%s\n%s", code, stdout, stderr)
+	}
+	if _, err := os.Stat(out2); !os.IsNotExist(err) {
+		t.Error("a hardened image that failed its replay was written")
 	}
 }
