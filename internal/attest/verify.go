@@ -109,7 +109,10 @@ func VerifyImage(ctx context.Context, ref name.Reference, o VerifyOptions) (Veri
 		}
 		payload, err := Verify(o.Key, env)
 		if err != nil {
-			sigErr = signatureFailure(digest, env, keyID, o.KeyName)
+			// An approval's failure says most; keep it over another type's.
+			if sigErr == nil || claimsApproval(env) {
+				sigErr = signatureFailure(digest, env, keyID, o.KeyName)
+			}
 			continue
 		}
 		st, err := ParseStatement(payload)
@@ -236,6 +239,11 @@ func dsseLayers(img v1.Image) ([][]byte, error) {
 		if string(l.MediaType) != MediaTypeDSSE {
 			continue
 		}
+		// Only approvals decide; SBOM and scan attestations beside them can
+		// be large and are not read (an unannotated layer is read: it may be one).
+		if t, ok := l.Annotations[AnnotationPredicateType]; ok && t != ApprovalPredicateType {
+			continue
+		}
 		if l.Size > maxAttestationLayer {
 			return nil, fail("attestation layer %s is %d bytes, larger than the limit of %d", l.Digest, l.Size, maxAttestationLayer)
 		}
@@ -263,4 +271,14 @@ func statusOf(err error) int {
 		return te.StatusCode
 	}
 	return 0
+}
+
+// claimsApproval reports whether an (unverified) envelope says it holds an approval.
+func claimsApproval(env Envelope) bool {
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		return false
+	}
+	st, err := ParseStatement(payload)
+	return err == nil && st.PredicateType == ApprovalPredicateType
 }

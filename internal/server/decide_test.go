@@ -61,31 +61,53 @@ func wantFailure(t *testing.T, what string, err error, words ...string) {
 	t.Logf("%s: %s", what, f.Reason)
 }
 
-// envelopeOf reads the DSSE envelope stored under digest's .att tag.
+// envelopeOf reads the approval's DSSE envelope stored under digest's .att tag.
 func envelopeOf(t *testing.T, in *servertest.Instance, repo, digest, token string) attest.Envelope {
+	t.Helper()
+	return envelopesOf(t, in, repo, digest, token)[attest.ApprovalPredicateType]
+}
+
+// envelopesOf reads every DSSE envelope stored under digest's .att tag, by
+// the predicateType annotation of its layer (each type once).
+func envelopesOf(t *testing.T, in *servertest.Instance, repo, digest, token string) map[string]attest.Envelope {
 	t.Helper()
 	img, err := remote.Image(in.Ref(t, repo+":"+attest.AttTag(digest)), remote.WithAuth(authn.FromConfig(authn.AuthConfig{RegistryToken: token})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls, err := img.Layers()
-	if err != nil || len(ls) != 1 {
-		t.Fatalf("attestation layers: %d, %v", len(ls), err)
+	m, err := img.Manifest()
+	if err != nil || len(m.Layers) == 0 {
+		t.Fatalf("attestation manifest: %+v, %v", m, err)
 	}
-	mt, _ := ls[0].MediaType()
-	if string(mt) != attest.MediaTypeDSSE {
-		t.Fatalf("attestation layer media type %s", mt)
+	out := map[string]attest.Envelope{}
+	for _, d := range m.Layers {
+		if string(d.MediaType) != attest.MediaTypeDSSE {
+			t.Fatalf("attestation layer media type %s", d.MediaType)
+		}
+		typ := d.Annotations[attest.AnnotationPredicateType]
+		if _, dup := out[typ]; dup || typ == "" {
+			t.Fatalf("attestation layers %+v: predicate type %q missing or twice", m.Layers, typ)
+		}
+		l, err := img.LayerByDigest(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env attest.Envelope
+		err = json.NewDecoder(rc).Decode(&env)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[typ] = env
 	}
-	rc, err := ls[0].Compressed()
-	if err != nil {
-		t.Fatal(err)
+	if _, ok := out[attest.ApprovalPredicateType]; !ok {
+		t.Fatalf("no approval among the attestation layers %+v", m.Layers)
 	}
-	defer rc.Close()
-	var env attest.Envelope
-	if err := json.NewDecoder(rc).Decode(&env); err != nil {
-		t.Fatal(err)
-	}
-	return env
+	return out
 }
 
 // plant stores env as the attestation of subject in repo, the way someone
@@ -593,4 +615,171 @@ func childDigests(t *testing.T, in *servertest.Instance, index string) []string 
 		t.Fatalf("children %v", out)
 	}
 	return out
+}
+
+// TestScanAttestations: approving a scanned image also signs its CycloneDX
+// SBOM and its vulnerability result (cosign's vuln predicate), stored with
+// the approval under the .att tag; a repository that receives the approved
+// digest later gets the attestations too; real cosign verifies each type.
+func TestScanAttestations(t *testing.T) {
+	ctx := context.Background()
+	up := servertest.StartUpstream(t)
+	want := pythonApp(t, up, "team/py:1")
+	in, c := startForImport(t, nil)
+	snap := importAdvisories(t, in, "osv", "pypi", "requests")
+	ev := importJSON(t, c, server.ImportRequest{Source: up.Host + "/team/py:1", Insecure: true})
+	if ev.Type != "result" || ev.Result.Digest != want {
+		t.Fatalf("import: %+v", ev)
+	}
+	waitJob(t, c, ev.Job.ID)
+	repo := ev.Result.Repository
+	admin := in.Client(in.AdminToken)
+	a, err := in.Client(in.Token(t, "ann", store.RoleApprover)).Approve(ctx, want, server.DecisionRequest{Reason: "medium finding accepted"})
+	if err != nil || a.State != store.Approved {
+		t.Fatalf("approve: %+v, %v", a, err)
+	}
+	pull := in.Token(t, "dev", store.RolePuller)
+	pubPEM, _ := admin.PublicKey(ctx)
+	pub, err := attest.ParsePublicKey(pubPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	envs := envelopesOf(t, in, repo, want, pull)
+	if len(envs) != 3 {
+		t.Fatalf("attestation layers %v; want approval, cyclonedx and vuln", keys(envs))
+	}
+	statement := func(typ string) attest.Statement {
+		t.Helper()
+		env, ok := envs[typ]
+		if !ok {
+			t.Fatalf("no %s attestation", typ)
+		}
+		p, err := attest.Verify(pub, env)
+		if err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		st, err := attest.ParseStatement(p)
+		if err != nil || st.PredicateType != typ || !st.Covers(want) {
+			t.Fatalf("%s statement: %s, %v", typ, p, err)
+		}
+		return st
+	}
+	var bom struct {
+		BOMFormat  string `json:"bomFormat"`
+		Components []struct {
+			Name, Version, Purl string
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(statement(attest.CycloneDXPredicateType).Predicate, &bom); err != nil {
+		t.Fatal(err)
+	}
+	hasRequests := false
+	for _, comp := range bom.Components {
+		hasRequests = hasRequests || (comp.Name == "requests" && comp.Version == "2.30.0")
+	}
+	if bom.BOMFormat != "CycloneDX" || !hasRequests {
+		t.Fatalf("SBOM predicate: %+v", bom)
+	}
+	var vuln attest.Vuln
+	if err := json.Unmarshal(statement(attest.VulnPredicateType).Predicate, &vuln); err != nil {
+		t.Fatal(err)
+	}
+	var res attest.VulnResult
+	if err := json.Unmarshal(vuln.Scanner.Result, &res); err != nil {
+		t.Fatal(err)
+	}
+	if vuln.Scanner.DB.Version != snap || res.Snapshot != snap || res.Image != want || len(res.Vulnerabilities) != 1 ||
+		res.Vulnerabilities[0]["id"] != "PYSEC-2023-74" || vuln.Metadata.ScanFinishedOn.IsZero() {
+		t.Fatalf("vuln predicate %+v, result %+v", vuln, res)
+	}
+	statement(attest.ApprovalPredicateType)
+	if _, err := verifyWith(t, in, pull, in.Host+"/"+repo+"@"+want, pubPEM); err != nil {
+		t.Fatalf("airlock verify beside the scan attestations: %v", err)
+	}
+
+	// The approved digest arrives in another repository: it gets the attestations too.
+	pusher := in.Token(t, "ci", store.RolePusher)
+	src, err := remote.Image(in.Ref(t, repo+"@"+want), servertest.Auth("dev", pull))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(in.Ref(t, "mirror/py:1"), src, servertest.Auth("ci", pusher)); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Server.Decider.SyncAttestations(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verifyWith(t, in, pull, in.Host+"/mirror/py@"+want, pubPEM); err != nil {
+		t.Fatalf("verify in the repository that received the digest later: %v", err)
+	}
+	if got := envelopesOf(t, in, "mirror/py", want, pull); len(got) != 3 {
+		t.Fatalf("copied attestation layers %v", keys(got))
+	}
+	atts, _ := in.Server.Store.Attestations(ctx, want)
+	repos := map[string]bool{}
+	for _, a := range atts {
+		repos[a.Repository] = true
+	}
+	if len(atts) != 2 || !repos["mirror/py"] || !repos[repo] {
+		t.Fatalf("attestation records %+v", atts)
+	}
+	if err := in.Server.Decider.SyncAttestations(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if atts, _ := in.Server.Store.Attestations(ctx, want); len(atts) != 2 {
+		t.Fatalf("a second sync copied again: %d records", len(atts))
+	}
+
+	t.Run("cosign", func(t *testing.T) {
+		cosign := tool(t, "cosign")
+		dir := t.TempDir()
+		pubFile := filepath.Join(dir, "pub.pem")
+		if err := os.WriteFile(pubFile, pubPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{in.Host: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("dev:" + pull))}}})
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct{ flag, predicate, repo string }{
+			{"cyclonedx", attest.CycloneDXPredicateType, repo},
+			{"vuln", attest.VulnPredicateType, repo},
+			{attest.ApprovalPredicateType, attest.ApprovalPredicateType, repo},
+			{"cyclonedx", attest.CycloneDXPredicateType, "mirror/py"},
+		} {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			cmd := exec.CommandContext(cctx, cosign, "verify-attestation", "--key", pubFile, "--type", tc.flag,
+				"--insecure-ignore-tlog", "--allow-insecure-registry", "--allow-http-registry", in.Host+"/"+tc.repo+"@"+want)
+			cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dir, "HOME="+dir, "TUF_ROOT="+filepath.Join(dir, "tuf"), "SIGSTORE_NO_CACHE=true")
+			out, err := cmd.CombinedOutput()
+			cancel()
+			if err != nil || !cosignVerifiedType(string(out), tc.predicate, want) {
+				t.Fatalf("cosign verify-attestation --type %s in %s: %v\n%s", tc.flag, tc.repo, err, out)
+			}
+		}
+	})
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// cosignVerifiedType finds, in cosign's output, a verified envelope of
+// predicate type typ about digest.
+func cosignVerifiedType(out, typ, digest string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		var env attest.Envelope
+		if json.Unmarshal([]byte(line), &env) != nil || env.PayloadType != attest.PayloadTypeInToto {
+			continue
+		}
+		p, _ := base64.StdEncoding.DecodeString(env.Payload)
+		if st, err := attest.ParseStatement(p); err == nil && st.PredicateType == typ && st.Covers(digest) {
+			return true
+		}
+	}
+	return false
 }

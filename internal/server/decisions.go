@@ -24,6 +24,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/pipeline"
 	"github.com/airlock-dev/airlock/internal/policy"
 	"github.com/airlock-dev/airlock/internal/registry"
+	"github.com/airlock-dev/airlock/internal/scan"
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
@@ -247,17 +248,22 @@ func (d *Decider) Attest(ctx context.Context, img store.Image, approvals []store
 		return nil, err
 	}
 	envDigest, _, _ := v1.SHA256(strings.NewReader(string(env)))
+	scanned, err := d.scanAttestations(ctx, img, ev)
+	if err != nil {
+		return nil, err
+	}
 	var out []store.Attestation
-	for _, repo := range img.Repositories {
-		for _, t := range targets {
-			h, err := v1.NewHash(t.digest)
-			if err != nil {
-				return nil, err
-			}
-			m, err := attest.Manifest(env, attest.ApprovalPredicateType, v1.Descriptor{MediaType: types.MediaType(t.mediaType), Size: t.size, Digest: h})
-			if err != nil {
-				return nil, err
-			}
+	for _, t := range targets {
+		h, err := v1.NewHash(t.digest)
+		if err != nil {
+			return nil, err
+		}
+		layers := append([]attest.Layer{{Envelope: env, PredicateType: attest.ApprovalPredicateType}}, scanned[t.digest]...)
+		m, err := attest.ManifestOf(layers, v1.Descriptor{MediaType: types.MediaType(t.mediaType), Size: t.size, Digest: h})
+		if err != nil {
+			return nil, err
+		}
+		for _, repo := range img.Repositories {
 			tag := attest.AttTag(t.digest)
 			md, err := d.Registry.PutOwnArtifact(ctx, repo, tag, m, "approval attestation of "+t.digest+" signed by airlock")
 			if err != nil {
@@ -270,6 +276,91 @@ func (d *Decider) Attest(ctx context.Context, img store.Image, approvals []store
 			}
 			out = append(out, a)
 		}
+	}
+	return out, nil
+}
+
+// maxSBOM bounds a stored SBOM read back to be signed.
+const maxSBOM = 128 << 20
+
+// scanAttestations signs, for each image the scan stage scanned, its
+// CycloneDX SBOM (predicate https://cyclonedx.org/bom) and its
+// vulnerability result (cosign's vuln predicate) as of now: the newest
+// re-evaluation's findings if advisories changed since the scan, with the
+// waivers in force. Images with no scan, or scanned without advisory data
+// (a vulnerability result would claim a clean image on no evidence), get
+// no vuln attestation.
+func (d *Decider) scanAttestations(ctx context.Context, img store.Image, ev policy.Evidence) (map[string][]attest.Layer, error) {
+	out := map[string][]attest.Layer{}
+	se, ok, err := d.scanEvidence(ctx, img.Digest)
+	if err != nil || !ok {
+		return out, err
+	}
+	name := img.Repositories[0]
+	if d.Host != "" {
+		name = d.Host + "/" + name
+	}
+	for _, ie := range se.Images {
+		subject := []attest.Subject{attest.SubjectOf(name, ie.Digest)}
+		for _, a := range ie.Artifacts {
+			if a.ArtifactType != scan.MediaTypeCycloneDX {
+				continue
+			}
+			bom, err := d.artifactBlob(ctx, a.Repository, a.Manifest, a.Blob, maxSBOM)
+			if err != nil {
+				return nil, fmt.Errorf("read the SBOM of %s: %w", ie.Digest, err)
+			}
+			if !json.Valid(bom) {
+				return nil, fmt.Errorf("the stored SBOM of %s is not JSON", ie.Digest)
+			}
+			env, err := attest.SignStatement(d.Signer, attest.Statement{Type: attest.StatementType, Subject: subject,
+				PredicateType: attest.CycloneDXPredicateType, Predicate: bom})
+			if err != nil {
+				return nil, err
+			}
+			out[ie.Digest] = append(out[ie.Digest], attest.Layer{Envelope: env, PredicateType: attest.CycloneDXPredicateType})
+			break
+		}
+		snapshot, at := se.AdvisoryDB, time.Time{}
+		if ev.Reevaluation != nil {
+			snapshot = ev.Reevaluation.Snapshot
+			at, _ = time.Parse(time.RFC3339, ev.Reevaluation.At)
+		}
+		if snapshot == "" {
+			continue
+		}
+		if at.IsZero() {
+			r, err := d.storedReport(ctx, ie)
+			if err != nil {
+				return nil, fmt.Errorf("read the scan report of %s: %w", ie.Digest, err)
+			}
+			at = r.ScannedAt.UTC()
+		}
+		res := attest.VulnResult{Image: ie.Digest, Snapshot: snapshot, Reevaluated: ev.Reevaluation != nil, Vulnerabilities: []map[string]any{}}
+		for _, f := range ev.Findings {
+			if f["type"] == scan.TypeVulnerability && f["image"] == ie.Digest {
+				res.Vulnerabilities = append(res.Vulnerabilities, f)
+			}
+		}
+		result, err := json.Marshal(res)
+		if err != nil {
+			return nil, err
+		}
+		pred, err := json.Marshal(attest.Vuln{
+			Invocation: attest.VulnInvocation{Parameters: json.RawMessage("null"), URI: "https://airlock.dev/scan", BuilderID: "airlock " + Version},
+			Scanner: attest.VulnScanner{URI: "https://airlock.dev/scan", Version: Version,
+				DB: attest.VulnDB{URI: "https://osv.dev (imported offline)", Version: snapshot}, Result: result},
+			Metadata: attest.VulnMetadata{ScanStartedOn: at, ScanFinishedOn: at},
+		})
+		if err != nil {
+			return nil, err
+		}
+		env, err := attest.SignStatement(d.Signer, attest.Statement{Type: attest.StatementType, Subject: subject,
+			PredicateType: attest.VulnPredicateType, Predicate: pred})
+		if err != nil {
+			return nil, err
+		}
+		out[ie.Digest] = append(out[ie.Digest], attest.Layer{Envelope: env, PredicateType: attest.VulnPredicateType})
 	}
 	return out, nil
 }
