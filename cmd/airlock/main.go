@@ -77,7 +77,7 @@ digests from its private registry, and records why each digest was trusted.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErr("%v", err) })
 	root.AddCommand(newVersion(), newServe(), newLogin(), newToken(),
 		newDecision("approve", "approved"), newDecision("reject", "rejected"), newDecision("revoke", "revoked"),
-		newList(), newShowRecord(), newAudit(), newImport(), newJobs(), newKeys(), newVerify(), newQueue(), newPolicy(), newPin(), newDB(), newScan(), newHarden())
+		newList(), newShowRecord(), newAudit(), newImport(), newJobs(), newKeys(), newVerify(), newQueue(), newPolicy(), newPin(), newDB(), newScan(), newProfile(), newHarden())
 	root.AddCommand(newWaive(), newRevocation())
 	return root
 }

@@ -1,5 +1,3 @@
-//go:build profilewip
-
 package profile_test
 
 import (

@@ -1,5 +1,3 @@
-//go:build profilewip
-
 // Package profiletest builds the images the profile tests run: a small
 // service that reads, writes and runs a helper, and its trojaned version
 // that drops a miner into /tmp and sends a Stratum login to

@@ -1,0 +1,142 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/airlock-dev/airlock/internal/policy"
+	"github.com/airlock-dev/airlock/internal/profile"
+	"github.com/airlock-dev/airlock/internal/profile/profiletest"
+	"github.com/airlock-dev/airlock/internal/server"
+	"github.com/airlock-dev/airlock/internal/server/servertest"
+	"github.com/airlock-dev/airlock/internal/store"
+)
+
+func stageOf(j store.Job, name string) *store.StageRun {
+	for i := range j.Stages {
+		if j.Stages[i].Name == name {
+			return &j.Stages[i]
+		}
+	}
+	return nil
+}
+
+// Import a clean service → profiled in the sandbox, the profile recorded and
+// attached as a referrer; approve it; import its trojaned next version into
+// the same repository → its profile is diffed against the approved one, the
+// diff is exactly the planted behaviour, and the policy rejects it.
+func TestProfileStage(t *testing.T) {
+	profiletest.NeedSandbox(t)
+	up := servertest.StartUpstream(t)
+	cleanDigest := up.Push(t, "apps/svc:1.0", profiletest.App(t, false), nil)
+	trojanDigest := up.Push(t, "apps/svc:1.1", profiletest.App(t, true), nil)
+	in, c := startForImport(t, nil)
+	ctx := context.Background()
+
+	ev := importJSON(t, c, server.ImportRequest{Source: up.Host + "/apps/svc:1.0", Insecure: true})
+	if ev.Type != "result" {
+		t.Fatalf("import: %+v", ev)
+	}
+	j := waitJob(t, c, ev.Job.ID)
+	ps := stageOf(j, "profile")
+	if ps == nil || ps.Status != store.StageDone {
+		t.Fatalf("profile stage: %+v", ps)
+	}
+	var first profile.StageEvidence
+	if err := json.Unmarshal(ps.Evidence, &first); err != nil {
+		t.Fatal(err)
+	}
+	if first.Status != profile.StatusProfiled || first.Profile == nil || first.Digest != cleanDigest || first.Baseline != nil ||
+		len(first.Artifacts) != 1 || first.Artifacts[0].ArtifactType != profile.MediaType || len(first.Critical) != 0 {
+		t.Fatalf("clean evidence: %s", ps.Evidence)
+	}
+	if got := first.Profile.Executables; len(got) != 2 || got[0].Path != "/usr/bin/app" || got[1].Path != "/usr/bin/helper" {
+		t.Fatalf("clean executables %+v", got)
+	}
+	// Run again (as after a crash before its result was recorded), the stage
+	// reuses the profile it attached: same document, same referrer.
+	again, err := in.Server.Runner.Steps["profile"].Run(ctx, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var second profile.StageEvidence
+	if json.Unmarshal(again.Evidence, &second) != nil || second.ProfileDigest != first.ProfileDigest || !reflect.DeepEqual(second.Artifacts, first.Artifacts) {
+		t.Fatalf("profile stage run again:\n%s\n%s", again.Evidence, ps.Evidence)
+	}
+
+	// Once the image is approved, a puller finds the profile among its referrers.
+	in.Approve(t, cleanDigest)
+	repo := strings.Replace(up.Host, ":", "_", 1) + "/apps/svc"
+	pull := in.Token(t, "puller", store.RolePuller)
+	idx, err := remote.Referrers(in.Ref(t, repo+"@"+cleanDigest).(name.Digest), servertest.Auth("puller", pull))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	found := false
+	for _, m := range im.Manifests {
+		if m.ArtifactType != profile.MediaType {
+			continue
+		}
+		art, err := remote.Image(in.Ref(t, repo+"@"+m.Digest.String()), servertest.Auth("puller", pull))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls, _ := art.Layers()
+		rc, err := ls[0].Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := profile.Parse(rc)
+		rc.Close()
+		if err != nil || p.Image.Digest != cleanDigest {
+			t.Fatalf("attached profile: %+v %v", p.Image, err)
+		}
+		found = true
+	}
+	if !found {
+		t.Fatalf("no profile among the referrers: %+v", im.Manifests)
+	}
+
+	// The trojaned version, diffed against the approved one, is rejected.
+	ev = importJSON(t, c, server.ImportRequest{Source: up.Host + "/apps/svc:1.1", Insecure: true})
+	if ev.Type != "result" {
+		t.Fatalf("import: %+v", ev)
+	}
+	j = waitJob(t, c, ev.Job.ID)
+	ps = stageOf(j, "profile")
+	var tev profile.StageEvidence
+	if ps == nil || ps.Status != store.StageDone || json.Unmarshal(ps.Evidence, &tev) != nil {
+		t.Fatalf("trojan profile stage: %+v", ps)
+	}
+	if tev.Baseline == nil || tev.Baseline.Digest != cleanDigest || tev.Digest != trojanDigest {
+		t.Fatalf("trojan baseline: %s", ps.Evidence)
+	}
+	d := tev.Baseline.Diff
+	if !slices.Equal(d.Executables.Added, []string{"/tmp/.x/kworker"}) || !slices.Equal(d.Destinations.Added, []string{"tcp pool.example.invalid:3333 stratum"}) ||
+		!slices.Equal(d.DNS.Added, []string{"pool.example.invalid A"}) || len(d.Executables.Removed)+len(d.Destinations.Removed)+len(d.Listening.Added) != 0 {
+		t.Fatalf("trojan diff: %+v", d)
+	}
+	var decided policy.Outcome
+	if ds := stageOf(j, "decide"); ds == nil || json.Unmarshal(ds.Evidence, &decided) != nil {
+		t.Fatalf("decide stage: %+v", ds)
+	}
+	var rules []string
+	for _, f := range decided.Verdict.Fired {
+		rules = append(rules, f.Rule)
+	}
+	if decided.Verdict.Effect != policy.Deny || !slices.Contains(rules, "profile-critical-behaviour") ||
+		!slices.Contains(rules, "new-executable") || !slices.Contains(rules, "new-network-destination") {
+		t.Fatalf("verdict %s with %v", decided.Verdict.Effect, rules)
+	}
+	if rec, err := in.Client(in.AdminToken).Image(ctx, trojanDigest); err != nil || rec.State != store.Rejected {
+		t.Fatalf("trojan record %+v %v", rec.State, err)
+	}
+}
