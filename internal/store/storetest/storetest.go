@@ -93,6 +93,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, tamper Tamper) {
 		{"Approvals/RefusedAndVoid", testApprovalRefusedAndVoid},
 		{"Approvals/Concurrent", testApprovalConcurrent},
 		{"Attestations", testAttestations},
+		{"Reevaluations", testReevaluations},
+		{"Revocations/Scheduled", testScheduledRevocations},
+		{"Waivers", testWaivers},
 		{"Ping", testPing},
 		{"Lineage", testLineage},
 	}
