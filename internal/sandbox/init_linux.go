@@ -41,6 +41,12 @@ func sandboxInit() int {
 	// A sample with CAP_KILL could otherwise end the sandbox early by
 	// signalling its init.
 	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU)
+	// The control socket and the output pipe must not leak into the
+	// sandboxed processes (a sample could forge messages on it).
+	// Nor may anything the supervisor's own parent leaked to it.
+	if err := unix.CloseRange(ctrlFD, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return 3
+	}
 	ctrl := &ctrlConn{fd: ctrlFD}
 	m, _, err := ctrl.recv()
 	if err != nil || m.Type != msgConfig || m.Config == nil {

@@ -148,6 +148,7 @@ type network struct {
 	lastDest map[string]netip.AddrPort
 	closed   bool
 	wg       sync.WaitGroup
+	conns    chan struct{} // semaphore of sinkhole connections being read
 }
 
 // sinkholeBase is where handed-out addresses start (198.18.0.0/15, the
@@ -156,7 +157,7 @@ var sinkholeBase = netip.MustParseAddr("198.18.0.1")
 
 func newNetwork(nsPath string, emit func(Event), since func() time.Duration) *network {
 	return &network{nsPath: nsPath, emit: emit, since: since, byName: map[string]netip.Addr{}, byAddr: map[netip.Addr]string{},
-		closers: map[string]io.Closer{}, lastDest: map[string]netip.AddrPort{}}
+		closers: map[string]io.Closer{}, lastDest: map[string]netip.AddrPort{}, conns: make(chan struct{}, maxSinkholeConns)}
 }
 
 // addressFor hands out one sinkhole address per name.
@@ -255,7 +256,7 @@ func (n *network) ensure(proto string, dst netip.AddrPort) {
 	_, have := n.closers[key]
 	closed := n.closed
 	n.mu.Unlock()
-	if have || closed || dst.Port() == 0 {
+	if have || closed || dst.Port() == 0 || len(n.closers) >= maxSinkholePorts {
 		return
 	}
 	_ = inNetns(n.nsPath, func() error {
@@ -312,7 +313,15 @@ func (n *network) close() {
 	n.wg.Wait()
 }
 
-const firstBytesWait = 2 * time.Second
+const (
+	firstBytesWait = 2 * time.Second
+	// maxSinkholePorts bounds the listeners a port scan can make the
+	// supervisor open; connects beyond it are still recorded, then refused.
+	maxSinkholePorts = 256
+	// maxSinkholeConns bounds connections read at the same time; more are
+	// recorded without their first bytes.
+	maxSinkholeConns = 128
+)
 
 func (n *network) serveTCPSinkhole(l net.Listener) {
 	defer n.wg.Done()
@@ -321,9 +330,18 @@ func (n *network) serveTCPSinkhole(l net.Listener) {
 		if err != nil {
 			return
 		}
+		la, _ := netip.ParseAddrPort(c.LocalAddr().String())
+		select {
+		case n.conns <- struct{}{}:
+		default:
+			c.Close()
+			n.emit(Event{Time: n.since(), Kind: EventSinkhole, Proto: "tcp", Addr: la.Addr().Unmap().String(), Port: int(la.Port()), Name: n.nameOf(la.Addr())})
+			continue
+		}
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
+			defer func() { <-n.conns }()
 			defer c.Close()
 			_ = c.SetReadDeadline(time.Now().Add(firstBytesWait))
 			buf := make([]byte, FirstBytesMax)
@@ -340,7 +358,6 @@ func (n *network) serveTCPSinkhole(l net.Listener) {
 					_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 				}
 			}
-			la, _ := netip.ParseAddrPort(c.LocalAddr().String())
 			n.emit(Event{Time: n.since(), Kind: EventSinkhole, Proto: "tcp", Addr: la.Addr().Unmap().String(), Port: int(la.Port()),
 				Name: n.nameOf(la.Addr()), Data: append([]byte(nil), buf[:got]...)})
 		}()

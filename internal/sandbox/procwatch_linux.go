@@ -29,6 +29,9 @@ type procWatch struct {
 	lost    bool        // the socket overflowed: some events are missing
 	done    chan struct{}
 	stop    chan struct{}
+	// lookup maps a host pid to the sandbox's pid when /proc no longer
+	// can (the process is gone): the tracer remembers the ones it saw.
+	lookup func(hostPID int) int
 }
 
 const (
@@ -39,7 +42,7 @@ const (
 	procEventExit     = 0x80000000
 )
 
-func newProcWatch(initPID int, emit func(Event), since func() time.Duration) (*procWatch, error) {
+func newProcWatch(initPID int, emit func(Event), since func() time.Duration, lookup func(int) int) (*procWatch, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_CONNECTOR)
 	if err != nil {
 		return nil, err
@@ -63,7 +66,7 @@ func newProcWatch(initPID int, emit func(Event), since func() time.Duration) (*p
 		unix.Close(fd)
 		return nil, err
 	}
-	w := &procWatch{fd: fd, initPID: initPID, emit: emit, since: since, members: map[int]int{initPID: 1}, done: make(chan struct{}), stop: make(chan struct{})}
+	w := &procWatch{fd: fd, initPID: initPID, emit: emit, since: since, members: map[int]int{initPID: 1}, done: make(chan struct{}), stop: make(chan struct{}), lookup: lookup}
 	go w.loop()
 	return w, nil
 }
@@ -132,6 +135,9 @@ func (w *procWatch) handle(d []byte) {
 			return
 		}
 		ns := nsPID(childPid)
+		if ns == 0 && w.lookup != nil {
+			ns = w.lookup(childPid)
+		}
 		w.mu.Lock()
 		w.members[childPid] = ns
 		w.mu.Unlock()
@@ -153,6 +159,9 @@ func (w *procWatch) handle(d []byte) {
 		w.mu.Unlock()
 		if !ok {
 			return
+		}
+		if ns == 0 && w.lookup != nil {
+			ns = w.lookup(pid)
 		}
 		e := Event{Time: w.since(), Kind: EventExit, PID: ns, PPID: pns}
 		if sig := int(code & 0x7f); sig != 0 {

@@ -84,13 +84,23 @@ type run struct {
 	probes  map[int]chan ctrlMsg
 	output  bytes.Buffer
 	watched bool // exits come from procWatch
+	dropped int  // events beyond MaxEvents
 }
 
 func (r *run) since() time.Duration { return time.Since(r.start) }
 
+// MaxEvents bounds the events of one run: a sample that opens files in a
+// loop must not exhaust the supervisor's memory. Later events are counted
+// and dropped, and a note says so.
+const MaxEvents = 200_000
+
 func (r *run) emit(e Event) {
 	r.mu.Lock()
-	r.events = append(r.events, e)
+	if len(r.events) < MaxEvents {
+		r.events = append(r.events, e)
+	} else {
+		r.dropped++
+	}
 	r.mu.Unlock()
 }
 
@@ -241,13 +251,14 @@ func runSandbox(ctx context.Context, spec Spec, rt *runTrace) (*Result, error) {
 	}()
 	var tr *tracer
 	var nw *network
+	tracing := false
 	stopTracer := make(chan struct{})
 	tracerDone := make(chan struct{})
 	cleanup := func() {
 		killInit()
 		<-waited
 		close(stopTracer)
-		if tr != nil {
+		if tracing {
 			<-tracerDone
 		}
 		if nw != nil {
@@ -284,7 +295,8 @@ func runSandbox(ctx context.Context, spec Spec, rt *runTrace) (*Result, error) {
 	if _, err := expect(msgSetupDone); err != nil {
 		return fail(err)
 	}
-	watch, err := newProcWatch(initPID, r.emit, r.since)
+	tr = &tracer{fd: -1, emit: r.emit, since: r.since, initPID: initPID, pids: map[int]pidInfo{}}
+	watch, err := newProcWatch(initPID, r.emit, r.since, tr.known)
 	if err != nil {
 		slog.Warn("no process events connector: exits of processes the init does not reap are not recorded", "err", err)
 	} else {
@@ -308,7 +320,8 @@ func runSandbox(ctx context.Context, spec Spec, rt *runTrace) (*Result, error) {
 		if len(fds) != 1 {
 			return fail(errors.New("the sandbox init did not pass the seccomp listener"))
 		}
-		tr = &tracer{fd: fds[0], emit: r.emit, since: r.since, net: nw, initPID: initPID, pids: map[int]pidInfo{}}
+		tr.fd, tr.net = fds[0], nw
+		tracing = true
 		go func() { tr.serve(stopTracer); close(tracerDone) }()
 	}
 	if err := ctrl.send(ctrlMsg{Type: msgGo}); err != nil {
@@ -381,7 +394,7 @@ func runSandbox(ctx context.Context, spec Spec, rt *runTrace) (*Result, error) {
 	<-waited
 	<-ctrlDone
 	close(stopTracer)
-	if tr != nil {
+	if tracing {
 		<-tracerDone
 	}
 	nw.close()
@@ -415,6 +428,9 @@ func runSandbox(ctx context.Context, spec Spec, rt *runTrace) (*Result, error) {
 	}
 	sort.SliceStable(out.Events, func(i, j int) bool { return out.Events[i].Time < out.Events[j].Time })
 	out.Notes = append(out.Notes, resultNotes(out, spec)...)
+	if r.dropped > 0 {
+		out.Notes = append(out.Notes, fmt.Sprintf("event limit (%d) reached: %d later events were dropped", MaxEvents, r.dropped))
+	}
 	return out, nil
 }
 
@@ -436,7 +452,7 @@ func (r *run) handleCtrl(m ctrlMsg, startErr chan<- error) {
 		r.mu.Lock()
 		// Without the process events connector only the init's own
 		// children and orphans are seen exiting.
-		if !r.watched {
+		if !r.watched && len(r.events) < MaxEvents {
 			r.events = append(r.events, Event{Time: r.since(), Kind: EventExit, PID: m.PID, PPID: 1, ExitCode: m.Code, Signal: m.Signal})
 		}
 		r.exits[m.PID] = ExitStatus{Code: m.Code, Signal: m.Signal}

@@ -53,21 +53,123 @@ func rootfsOf(t *testing.T, files map[string]sandboxtest.File) string {
 func TestRunBasics(t *testing.T) {
 	needSandbox(t)
 	root := rootfsOf(t, nil)
-	res, err := Run(context.Background(), Spec{Rootfs: root, Entrypoint: []string{"/bin/busybox", "sh", "-c"},
-		Cmd:      []string{"echo hello; id; hostname; grep -E 'Cap(Eff|Bnd)|NoNewPrivs|Seccomp' /proc/self/status; ls /; cat /proc/self/cgroup; ls /dev; echo data > /tmp/f; exit 7"},
-		Duration: 20 * time.Second, Trace: true})
-	if err != nil {
-		t.Fatal(err)
+	script := "echo hello; id; hostname; grep -E 'Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp:' /proc/self/status; cat /proc/self/cgroup; ls /proc/self/fd; ls /; ls /dev; cat /etc/resolv.conf; pwd; echo data > /tmp/f; exit 7"
+	for _, c := range []struct {
+		user, id, capEff string
+	}{
+		// Docker's default set without CAP_MKNOD for root, nothing for anyone else.
+		{"", "uid=0(root) gid=0(root) groups=0(root)", "00000000a00425fb"},
+		{"app", "uid=1000(app) gid=1000(app) groups=1000(app)", "0000000000000000"},
+		{"65534:1000", "uid=65534(nobody) gid=1000(app) groups=1000(app)", "0000000000000000"},
+	} {
+		t.Run("user="+c.user, func(t *testing.T) {
+			res := runChecked(t, Spec{Rootfs: root, Entrypoint: []string{"/bin/busybox", "sh", "-c"}, Cmd: []string{script}, User: c.user,
+				WorkingDir: "/work/dir", Duration: 20 * time.Second, Trace: true})
+			out := string(res.Output)
+			for _, want := range []string{"hello\n", c.id + "\n", "sandbox\n", "CapEff:\t" + c.capEff + "\n", "CapPrm:\t" + c.capEff + "\n", "CapBnd:\t" + c.capEff + "\n", "CapInh:\t0000000000000000\n",
+				"CapAmb:\t0000000000000000\n", "NoNewPrivs:\t1\n", "Seccomp:\t2\n", "nameserver 127.0.0.53\n", "/work/dir\n",
+				// only stdin, stdout, stderr and ls's own directory fd: nothing of the supervisor leaks in
+				"0\n1\n2\n3\nbin\n"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q", want)
+				}
+			}
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, "airlock-sandbox") {
+					t.Errorf("the sandbox sees the host's cgroup path: %s", line)
+				}
+			}
+			for _, name := range []string{"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx"} {
+				if !strings.Contains(out, "\n"+name+"\n") {
+					t.Errorf("/dev lacks %s", name)
+				}
+			}
+			if res.Exit.Code != 7 || res.Exit.TimedOut {
+				t.Errorf("exit = %+v, want code 7", res.Exit)
+			}
+			sh := mustFind(t, res.Events, Event{Kind: EventExec, Path: "/bin/busybox", Argv: []string{"/bin/busybox", "sh", "-c"}})
+			if sh.PPID != 1 {
+				t.Errorf("entrypoint's parent = %d, want the init (1)", sh.PPID)
+			}
+			mustFind(t, res.Events, Event{Kind: EventCreate, Path: "/tmp/f"})
+			mustFind(t, res.Events, Event{Kind: EventExec, Path: "/bin/busybox", Argv: []string{"cat", "/etc/resolv.conf"}})
+			mustFind(t, res.Events, Event{Kind: EventOpen, Path: "/etc/resolv.conf"})
+			exit := mustFind(t, res.Events, Event{Kind: EventExit})
+			if exit.PID == 0 {
+				t.Errorf("exit event without a pid: %+v", exit)
+			}
+			if res.StartupTime <= 0 || res.Mode != "root" {
+				t.Errorf("startup %v mode %q", res.StartupTime, res.Mode)
+			}
+		})
 	}
-	t.Logf("output:\n%s", res.Output)
+}
+
+func TestRunUntraced(t *testing.T) {
+	needSandbox(t)
+	root := rootfsWith(t, escapeSrc)
+	res := runChecked(t, Spec{Rootfs: root, Entrypoint: []string{"/app"}, Env: []string{"HOST_PORT=1"}, Duration: 60 * time.Second, Trace: false,
+		Limits: Limits{Pids: 32, MemoryBytes: 128 << 20, DiskBytes: 32 << 20}})
+	out := string(res.Output)
+	for _, call := range []string{"mount", "ptrace", "unshare"} {
+		if !strings.Contains(out, call+": operation not permitted") {
+			t.Errorf("untraced: %s was not refused", call)
+		}
+	}
 	for _, e := range res.Events {
-		t.Logf("%+v", e)
+		if e.Kind != EventExit && e.Kind != EventDNS && e.Kind != EventSinkhole {
+			t.Errorf("untraced run recorded a traced event: %+v", e)
+		}
 	}
-	t.Logf("exit %+v resources %+v notes %v startup %v", res.Exit, res.Resources, res.Notes, res.StartupTime)
-	if res.Exit.Code != 7 {
-		t.Errorf("exit = %+v, want code 7", res.Exit)
+	if len(find(res.Events, Event{Kind: EventExit})) == 0 {
+		t.Errorf("untraced run recorded no exits")
 	}
-	if !strings.Contains(string(res.Output), "hello") {
-		t.Errorf("output lacks hello")
+}
+
+func TestRunCPULimit(t *testing.T) {
+	needSandbox(t)
+	root := rootfsOf(t, nil)
+	res := runChecked(t, Spec{Rootfs: root, Entrypoint: []string{"/bin/busybox", "sh", "-c", "while :; do :; done"}, Duration: 2 * time.Second, Trace: true,
+		Limits: Limits{CPUPercent: 20}})
+	if !res.Exit.TimedOut {
+		t.Errorf("a busy loop ended by itself: %+v", res.Exit)
+	}
+	// The quota bounds CPU time from above whatever the machine's load:
+	// 20% of one core over ~2 s, plus one CFS period of slack.
+	if res.Resources.CPUSeconds <= 0 || res.Resources.CPUSeconds > 0.2*res.Wall.Seconds()+0.15 {
+		t.Errorf("CPU seconds %.3f over %v wall, want at most 20%%", res.Resources.CPUSeconds, res.Wall)
+	}
+	mustFind(t, res.Events, Event{Kind: EventExit, Signal: 9})
+	found := false
+	for _, n := range res.Notes {
+		found = found || strings.Contains(n, "time limit")
+	}
+	if !found {
+		t.Errorf("no note about the time limit: %q", res.Notes)
+	}
+}
+
+func TestRunRefusesBadSpecs(t *testing.T) {
+	needSandbox(t)
+	root := rootfsOf(t, nil)
+	for name, spec := range map[string]Spec{
+		"no rootfs":      {Entrypoint: []string{"/bin/busybox"}},
+		"missing dir":    {Rootfs: filepath.Join(t.TempDir(), "nope"), Entrypoint: []string{"/bin/busybox"}},
+		"nothing to run": {Rootfs: root},
+		"unknown user":   {Rootfs: root, Entrypoint: []string{"/bin/busybox"}, User: "mallory"},
+		"unknown group":  {Rootfs: root, Entrypoint: []string{"/bin/busybox"}, User: "app:wheel"},
+		"not in PATH":    {Rootfs: root, Entrypoint: []string{"nosuchtool"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := hostNow(t)
+			res, err := Run(context.Background(), spec)
+			if err == nil {
+				t.Fatalf("Run accepted a bad spec: %+v", res)
+			}
+			t.Log(err)
+			if after := hostNow(t); after.mountinfo != before.mountinfo || len(after.tmp) != len(before.tmp) {
+				t.Errorf("a refused run left something behind")
+			}
+		})
 	}
 }

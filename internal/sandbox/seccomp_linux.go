@@ -434,6 +434,13 @@ func (t *tracer) info(pid int, refresh bool) pidInfo {
 	return in
 }
 
+// known is the sandbox pid of a host pid the tracer has seen, or 0.
+func (t *tracer) known(pid int) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pids[pid].ns
+}
+
 // base is the directory a relative path of pid is resolved against.
 func base(pid int, dirfd int32) string {
 	var link string
