@@ -44,6 +44,7 @@ const InventoryLibrary = "osv-scalibr v0.5.3"
 var extractors = []func(*cpb.PluginConfig) (filesystem.Extractor, error){
 	dpkg.New, apk.New, rpm.New,
 	gobinary.New, javaarchive.New, wheelegg.New, packagejson.New, cargoauditable.New,
+	newBinaryVersionExtractor, // Airlock's own: nginx, redis, python, node without a package manager
 }
 
 // Files an inventory reads besides what the extractors ask for: the OS
@@ -171,7 +172,11 @@ func (inv *inventory) run(ctx context.Context, t *Tree, osr map[string]string) (
 	owned := inv.owned(t)
 	var out []Package
 	for _, p := range res.Inventory.Packages {
-		out = append(out, inv.convert(t, osr, owned, p))
+		pk := inv.convert(t, osr, owned, p)
+		if pk.Type == "binary" && pk.OwnedByDistro {
+			continue // a distro package owns the file and names it already
+		}
+		out = append(out, pk)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Type != out[j].Type {
@@ -188,6 +193,7 @@ func (inv *inventory) run(ctx context.Context, t *Tree, osr map[string]string) (
 var typeOf = map[string]string{
 	purl.TypeDebian: "deb", purl.TypeApk: "apk", purl.TypeRPM: "rpm", purl.TypeGolang: "go-module",
 	purl.TypePyPi: "python", purl.TypeNPM: "npm", purl.TypeMaven: "java-archive", purl.TypeCargo: "rust-crate",
+	purl.TypeGeneric: "binary",
 }
 
 func (inv *inventory) convert(t *Tree, osr map[string]string, owned map[string]string, p *extractor.Package) Package {
