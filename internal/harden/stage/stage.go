@@ -154,8 +154,16 @@ func (s *Step) Run(ctx context.Context, job store.Job) (pipeline.Outcome, error)
 	rep := res.Report
 
 	if s.Scan != nil {
-		orig, err := s.Scan(ctx, img)
-		if err != nil {
+		// The scan stage's findings of the original, when it recorded them,
+		// spare scanning it again.
+		orig := &scan.Report{}
+		if sev, ok := stageEvidence[scanstage.Evidence](job, "scan"); ok && scannedImage(sev, target) {
+			for _, f := range sev.Findings {
+				if f.Image == target {
+					orig.Findings = append(orig.Findings, f.Finding)
+				}
+			}
+		} else if orig, err = s.Scan(ctx, img); err != nil {
 			return pipeline.Outcome{}, fmt.Errorf("scan %s: %w", target, err)
 		}
 		hard, err := s.Scan(ctx, res.Image)
@@ -254,4 +262,13 @@ func stageEvidence[T any](job store.Job, name string) (T, bool) {
 		}
 	}
 	return v, false
+}
+
+func scannedImage(ev scanstage.Evidence, digest string) bool {
+	for _, im := range ev.Images {
+		if im.Digest == digest {
+			return true
+		}
+	}
+	return false
 }
