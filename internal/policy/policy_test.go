@@ -177,6 +177,8 @@ func FuzzParse(f *testing.F) {
 	f.Add(DefaultSource())
 	f.Add([]byte("apiVersion: airlock.dev/policy/v1\nname: t\nrules: [{name: a, effect: deny, when: 'findings.size() > 0', message: m}]\n"))
 	f.Add([]byte("{{{{"))
+	f.Add([]byte("apiVersion: airlock.dev/policy/v1\nname: t\nreevaluation: {revoke: review, grace: 7d}\nrules: [{name: a, effect: review, includeWaived: true, when: 'findings.exists(f, f.waived)', message: m}]\n"))
+	f.Add([]byte("apiVersion: airlock.dev/policy/v1\nname: t\nreevaluation: {revoke: deny, grace: 99999999999999999999h}\nrules: []\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := Parse(b)
 		if err != nil {
@@ -184,6 +186,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if _, err := p.Evaluate(clean()); err != nil {
 			t.Fatalf("a policy that parses must evaluate: %v", err)
+		}
+		if r := p.Reevaluation; r.Grace < 0 || r.Grace > maxGrace || (r.Revoke != "" && r.Revoke != Deny && r.Revoke != Review) {
+			t.Fatalf("a policy that parses has reevaluation %+v", r)
 		}
 	})
 }
