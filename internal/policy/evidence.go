@@ -23,7 +23,7 @@ type Evidence struct {
 	Findings  []map[string]any `json:"findings"`
 	SBOM      Placeholder      `json:"sbom"`
 	Profile   ProfileFacts     `json:"profile"`
-	Hardening Placeholder      `json:"hardening"`
+	Hardening HardeningFacts   `json:"hardening"`
 	// Reevaluation names the re-match against newer advisories whose
 	// vulnerability findings replaced the scan stage's (nil: none yet).
 	Reevaluation *ReevaluationFacts `json:"reevaluation,omitempty"`
@@ -123,10 +123,11 @@ func GatherAt(ctx context.Context, st store.Store, digest string, job *store.Job
 		Digest: digest,
 		Image: ImageFacts{MediaType: img.MediaType, ArtifactType: img.ArtifactType, Repositories: img.Repositories,
 			Size: img.Size, State: string(img.State), Platforms: []string{}},
-		Stages:   map[string]Stage{},
-		Findings: []map[string]any{},
-		Profile:  emptyProfileFacts(StageMissing),
-		Source:   SourceFacts{Attachments: []Attachment{}},
+		Stages:    map[string]Stage{},
+		Findings:  []map[string]any{},
+		Profile:   emptyProfileFacts(StageMissing),
+		Hardening: emptyHardeningFacts(StageMissing),
+		Source:    SourceFacts{Attachments: []Attachment{}},
 	}
 	ev.Image.IsIndex = strings.Contains(img.MediaType, "index") || strings.Contains(img.MediaType, "manifest.list")
 	for _, c := range img.Children {
@@ -213,6 +214,9 @@ func GatherAt(ctx context.Context, st store.Store, digest string, job *store.Job
 			}
 			if s.Name == "profile" {
 				ev.Profile = profileFacts(s.Status, s.Evidence)
+			}
+			if s.Name == "harden" {
+				ev.Hardening = hardeningFacts(s.Status, s.Evidence)
 			}
 			ev.Stages[s.Name] = st
 		}
