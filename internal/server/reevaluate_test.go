@@ -158,6 +158,16 @@ func TestReevaluationRevokesAfterGrace(t *testing.T) {
 		t.Fatalf("import: %+v", ev)
 	}
 	waitJob(t, c, ev.Job.ID)
+	// A second image with the same package stays in quarantine.
+	other := servertest.Image(t, v1.Platform{OS: "linux", Architecture: "amd64"}, map[string][]byte{
+		"usr/lib/python3/dist-packages/requests-2.30.0.dist-info/METADATA": []byte("Metadata-Version: 2.1\nName: requests\nVersion: 2.30.0\n"),
+	}, []string{"/usr/bin/python3"}, nil)
+	waiting := up.Push(t, "team/other:1", other, nil)
+	ev2 := importJSON(t, c, server.ImportRequest{Source: up.Host + "/team/other:1", Insecure: true})
+	if ev2.Type != "result" || ev2.Result.Digest != waiting {
+		t.Fatalf("import: %+v", ev2)
+	}
+	waitJob(t, c, ev2.Job.ID)
 	// No advisory data yet: no vulnerability, a human approves.
 	if _, err := approver.Approve(ctx, want, server.DecisionRequest{Reason: "reviewed"}); err != nil {
 		t.Fatal(err)
@@ -172,10 +182,22 @@ func TestReevaluationRevokesAfterGrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Snapshot != snap || len(rep.Images) != 1 || rep.Alerts != 1 || len(rep.Skipped) != 0 {
-		t.Fatalf("report %+v; want one digest re-matched against %s with one alert", rep, snap)
+	if rep.Snapshot != snap || rep.Checked != 2 || len(rep.Images) != 2 || rep.Alerts != 1 || len(rep.Skipped) != 0 {
+		t.Fatalf("report %+v; want two digests re-matched against %s with one alert", rep, snap)
 	}
-	got := rep.Images[0]
+	byDigest := map[string]server.ReevaluatedDigest{}
+	for _, im := range rep.Images {
+		byDigest[im.Digest] = im
+	}
+	// The quarantined one: re-matched, its new finding recorded for the
+	// reviewer, no alert and no revocation.
+	if q := byDigest[waiting]; q.State != store.Quarantined || len(q.New) != 1 || q.Revocation != nil || q.Verdict != policy.Deny {
+		t.Fatalf("quarantined digest re-evaluated as %+v", q)
+	}
+	if len(sink.of(server.AlertNewFindings, waiting)) != 0 {
+		t.Error("an alert for a quarantined digest")
+	}
+	got := byDigest[want]
 	if got.Digest != want || got.State != store.Approved || got.Verdict != policy.Deny || got.Revocation == nil {
 		t.Fatalf("re-evaluated %+v", got)
 	}
@@ -210,7 +232,7 @@ func TestReevaluationRevokesAfterGrace(t *testing.T) {
 		t.Fatalf("record: %+v, %v", rec.Revocations, err)
 	}
 	q, err := approver.Queue(ctx, "")
-	if err != nil || len(q) != 1 || q[0].Image.Digest != want || q[0].Revocation == nil {
+	if err != nil || len(q) != 2 || q[1].Image.Digest != want || q[1].Revocation == nil || q[0].Image.Digest != waiting {
 		t.Fatalf("queue: %+v, %v; want the digest with its scheduled revocation", q, err)
 	}
 	// The same data again changes nothing and alerts nobody.
