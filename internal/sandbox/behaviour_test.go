@@ -181,7 +181,6 @@ func rootfsWith(t *testing.T, src string) string {
 type hostState struct {
 	hostname  string
 	mountinfo string
-	tmp       []string
 }
 
 func hostNow(t *testing.T) hostState {
@@ -191,8 +190,7 @@ func hostNow(t *testing.T) hostState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmp, _ := filepath.Glob(filepath.Join(os.TempDir(), "airlock-sandbox-*"))
-	return hostState{hostname: h, mountinfo: string(mi), tmp: tmp}
+	return hostState{hostname: h, mountinfo: string(mi)}
 }
 
 // runChecked runs spec and asserts that the host is untouched afterwards:
@@ -210,11 +208,12 @@ func runChecked(t *testing.T, spec Spec) *Result {
 	if after.hostname != before.hostname {
 		t.Errorf("host hostname changed from %q to %q", before.hostname, after.hostname)
 	}
-	if after.mountinfo != before.mountinfo {
-		t.Errorf("host mount table changed:\nbefore:\n%s\nafter:\n%s", before.mountinfo, after.mountinfo)
-	}
-	if strings.Contains(after.mountinfo, rt.scratch) {
-		t.Errorf("a sandbox mount is visible on the host")
+	// Other work on the machine may mount things meanwhile; what must not
+	// appear is anything of this run.
+	for _, line := range strings.Split(after.mountinfo, "\n") {
+		if !strings.Contains(before.mountinfo, line) && (strings.Contains(line, rt.scratch) || strings.Contains(line, spec.Rootfs) || strings.Contains(line, "overlay") || strings.Contains(line, " proc ")) {
+			t.Errorf("a sandbox mount is visible on the host: %s", line)
+		}
 	}
 	if _, err := os.Stat(rt.scratch); !os.IsNotExist(err) {
 		t.Errorf("scratch directory %s left behind (%v)", rt.scratch, err)
@@ -224,12 +223,11 @@ func runChecked(t *testing.T, spec Spec) *Result {
 			t.Errorf("cgroup %s left behind", d)
 		}
 	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/ns/pid")
-	for _, p := range procs {
-		if ns, err := os.Readlink(p); err == nil && ns == rt.pidNS {
-			t.Errorf("process %s of the sandbox is still alive", p)
-		}
-	}
+	// Every sandboxed process is in the run's cgroup and cannot leave it
+	// (the cgroup hierarchy is not mounted inside); the cgroup could only
+	// be removed once it was empty, so no process outlived the run. The
+	// init itself must be gone too (PID namespace inodes are reused by
+	// later namespaces, so they prove nothing).
 	if _, err := os.Stat("/proc/" + strconv.Itoa(rt.initPID)); err == nil {
 		if ns, _ := os.Readlink("/proc/" + strconv.Itoa(rt.initPID) + "/ns/pid"); ns == rt.pidNS {
 			t.Errorf("sandbox init %d is still alive", rt.initPID)

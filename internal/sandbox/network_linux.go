@@ -1,13 +1,14 @@
 package sandbox
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -438,10 +439,15 @@ func (n *network) serveDNSTCP(l net.Listener) {
 }
 
 // sandboxHosts and sandboxResolv are written into the sandbox's /etc.
-const (
-	sandboxHostname = "sandbox"
-	sandboxHosts    = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tsandbox\n"
-	sandboxResolv   = "nameserver 127.0.0.53\noptions ndots:0 attempts:1 timeout:2\n"
-)
+const sandboxResolv = "nameserver 127.0.0.53\noptions ndots:0 attempts:1 timeout:2\n"
 
-var _ = os.Getpid
+// sandboxHostname looks like a container's: 12 hex digits, new every run.
+func sandboxHostname() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func sandboxHosts(hostname string) string {
+	return "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
+}

@@ -97,8 +97,13 @@ func setupRoot(cfg *initConfig) error {
 			return fmt.Errorf("mask /proc/%s: %w", masked, err)
 		}
 	}
-	if _, err := mountDir("sys"); err != nil { // left empty: no sysfs
+	sys, err := mountDir("sys")
+	if err != nil {
 		return err
+	}
+	// Read-only, as container runtimes do; the network namespace's own.
+	if err := unix.Mount("sysfs", sys, "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /sys: %w", err)
 	}
 
 	// pivot_root(".", ".") stacks the old root on top of the new one;
@@ -120,7 +125,7 @@ func setupRoot(cfg *initConfig) error {
 	if err := os.MkdirAll("/etc", 0o755); err != nil {
 		return fmt.Errorf("create /etc: %w", err)
 	}
-	for name, content := range map[string]string{"/etc/hosts": sandboxHosts, "/etc/resolv.conf": sandboxResolv, "/etc/hostname": cfg.Hostname + "\n"} {
+	for name, content := range map[string]string{"/etc/hosts": sandboxHosts(cfg.Hostname), "/etc/resolv.conf": sandboxResolv, "/etc/hostname": cfg.Hostname + "\n"} {
 		_ = os.RemoveAll(name)
 		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)

@@ -157,8 +157,9 @@ func runSandbox(ctx context.Context, spec Spec, rt *runTrace) (*Result, error) {
 	if !strings.HasPrefix(dir, "/") {
 		dir = "/" + dir
 	}
-	cfg := &initConfig{Rootfs: rootfs, Argv: argv, Env: imageEnv(spec.Env, cred.home), Dir: filepath.Clean(dir),
-		UID: cred.uid, GID: cred.gid, Groups: cred.groups, Limits: spec.Limits, Trace: spec.Trace, Hostname: sandboxHostname}
+	hostname := sandboxHostname()
+	cfg := &initConfig{Rootfs: rootfs, Argv: argv, Env: imageEnv(spec.Env, cred.home, hostname), Dir: filepath.Clean(dir),
+		UID: cred.uid, GID: cred.gid, Groups: cred.groups, Limits: spec.Limits, Trace: spec.Trace, Hostname: hostname}
 
 	r := &run{spec: spec, start: time.Now(), exits: map[int]ExitStatus{}, entryCh: make(chan struct{}), probes: map[int]chan ctrlMsg{}}
 	scratch, err := os.MkdirTemp("", "airlock-sandbox-")

@@ -53,7 +53,7 @@ func rootfsOf(t *testing.T, files map[string]sandboxtest.File) string {
 func TestRunBasics(t *testing.T) {
 	needSandbox(t)
 	root := rootfsOf(t, nil)
-	script := "echo hello; id; hostname; grep -E 'Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp:' /proc/self/status; cat /proc/self/cgroup; ls /proc/self/fd; ls /; ls /dev; cat /etc/resolv.conf; pwd; echo data > /tmp/f; exit 7"
+	script := "echo hello; id; hostname; grep -E 'Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp:' /proc/self/status; cat /proc/self/cgroup; ls /proc/self/fd; ls /; ls /dev; ls /sys; touch /sys/x; cat /etc/resolv.conf; pwd; echo data > /tmp/f; exit 7"
 	for _, c := range []struct {
 		user, id, capEff string
 	}{
@@ -66,13 +66,16 @@ func TestRunBasics(t *testing.T) {
 			res := runChecked(t, Spec{Rootfs: root, Entrypoint: []string{"/bin/busybox", "sh", "-c"}, Cmd: []string{script}, User: c.user,
 				WorkingDir: "/work/dir", Duration: 20 * time.Second, Trace: true})
 			out := string(res.Output)
-			for _, want := range []string{"hello\n", c.id + "\n", "sandbox\n", "CapEff:\t" + c.capEff + "\n", "CapPrm:\t" + c.capEff + "\n", "CapBnd:\t" + c.capEff + "\n", "CapInh:\t0000000000000000\n",
-				"CapAmb:\t0000000000000000\n", "NoNewPrivs:\t1\n", "Seccomp:\t2\n", "nameserver 127.0.0.53\n", "/work/dir\n",
+			for _, want := range []string{"hello\n", c.id + "\n", "CapEff:\t" + c.capEff + "\n", "CapPrm:\t" + c.capEff + "\n", "CapBnd:\t" + c.capEff + "\n", "CapInh:\t0000000000000000\n",
+				"CapAmb:\t0000000000000000\n", "NoNewPrivs:\t1\n", "Seccomp:\t2\n", "nameserver 127.0.0.53\n", "/work/dir\n", "kernel\n", "touch: /sys/x: Read-only file system\n",
 				// only stdin, stdout, stderr and ls's own directory fd: nothing of the supervisor leaks in
 				"0\n1\n2\n3\nbin\n"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("output lacks %q", want)
 				}
+			}
+			if lines := strings.Split(out, "\n"); len(lines) < 3 || len(lines[2]) != 12 {
+				t.Errorf("hostname is not a container-like id: %q", lines)
 			}
 			for _, line := range strings.Split(out, "\n") {
 				if strings.Contains(line, "airlock-sandbox") {
@@ -161,14 +164,21 @@ func TestRunRefusesBadSpecs(t *testing.T) {
 		"not in PATH":    {Rootfs: root, Entrypoint: []string{"nosuchtool"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			before := hostNow(t)
-			res, err := Run(context.Background(), spec)
+			var rt runTrace
+			res, err := runSandbox(context.Background(), spec, &rt)
 			if err == nil {
 				t.Fatalf("Run accepted a bad spec: %+v", res)
 			}
 			t.Log(err)
-			if after := hostNow(t); after.mountinfo != before.mountinfo || len(after.tmp) != len(before.tmp) {
-				t.Errorf("a refused run left something behind")
+			if rt.scratch != "" {
+				if _, err := os.Stat(rt.scratch); !os.IsNotExist(err) {
+					t.Errorf("a refused run left its scratch directory behind")
+				}
+			}
+			for _, d := range rt.cgroupDirs {
+				if _, err := os.Stat(d); !os.IsNotExist(err) {
+					t.Errorf("a refused run left its cgroup %s behind", d)
+				}
 			}
 		})
 	}

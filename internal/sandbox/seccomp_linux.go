@@ -82,6 +82,11 @@ var denied = map[uint32]string{
 	unix.SYS_MOUNT_SETATTR:     "mount_setattr",
 	unix.SYS_SYSLOG:            "syslog",
 	unix.SYS_PERSONALITY:       "personality",
+	// io_uring opens files and connects sockets without system calls a
+	// seccomp filter can see.
+	unix.SYS_IO_URING_SETUP:    "io_uring_setup",
+	unix.SYS_IO_URING_ENTER:    "io_uring_enter",
+	unix.SYS_IO_URING_REGISTER: "io_uring_register",
 }
 
 const cloneNSFlags = unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWNET |

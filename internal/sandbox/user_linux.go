@@ -114,7 +114,7 @@ func findEntry(b []byte, idx int, v string) []string {
 
 // imageEnv is the image's environment with the defaults a container
 // runtime adds (PATH, HOSTNAME, HOME) where the image has none.
-func imageEnv(env []string, home string) []string {
+func imageEnv(env []string, home, hostname string) []string {
 	out := []string{}
 	have := map[string]bool{}
 	for _, e := range env {
@@ -129,7 +129,7 @@ func imageEnv(env []string, home string) []string {
 		out = append(out, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	}
 	if !have["HOSTNAME"] {
-		out = append(out, "HOSTNAME="+sandboxHostname)
+		out = append(out, "HOSTNAME="+hostname)
 	}
 	if !have["HOME"] {
 		out = append(out, "HOME="+home)
