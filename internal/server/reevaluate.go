@@ -289,7 +289,13 @@ func (d *Decider) reevaluate(ctx context.Context, m scan.Matcher, img store.Imag
 		}
 	}
 	if previous == m.Snapshot() {
-		return nil, nil // matched against this very data already
+		// Matched against this very data already. If that run stopped
+		// (a crash) between recording the match and scheduling the
+		// revocation the policy asks for, finish it now.
+		if last.ID != 0 && img.State == store.Approved && len(last.New) > 0 {
+			return nil, d.finishReevaluation(ctx, img, last, actor)
+		}
+		return nil, nil
 	}
 	var now []map[string]any
 	for _, ie := range ev.Images {
@@ -340,13 +346,21 @@ func (d *Decider) reevaluate(ctx context.Context, m scan.Matcher, img store.Imag
 	if img.State != store.Approved || len(newKeys) == 0 {
 		return out, nil
 	}
-	alert := Alert{Kind: AlertNewFindings, Digest: img.Digest, State: img.State, Repositories: img.Repositories, Snapshot: m.Snapshot(),
-		Findings: out.New, Verdict: v.Effect, At: d.now(),
-		Message: fmt.Sprintf("%d new finding(s) on approved %s under advisory snapshot %s; the policy now says %s", len(newKeys), img.Digest, short(m.Snapshot()), v.Effect)}
+	out.Revocation, err = d.alertNewFindings(ctx, img, re, out.New, v, actor)
+	return out, err
+}
+
+// alertNewFindings raises the alert for new findings on an approved digest
+// and schedules the revocation the policy's verdict v calls for.
+func (d *Decider) alertNewFindings(ctx context.Context, img store.Image, re store.Reevaluation, news []AlertFinding, v policy.Verdict, actor string) (*store.ScheduledRevocation, error) {
+	alert := Alert{Kind: AlertNewFindings, Digest: img.Digest, State: img.State, Repositories: img.Repositories, Snapshot: re.Snapshot,
+		Findings: news, Verdict: v.Effect, At: d.now(),
+		Message: fmt.Sprintf("%d new finding(s) on approved %s under advisory snapshot %s; the policy now says %s", len(re.New), img.Digest, short(re.Snapshot), v.Effect)}
+	var scheduled *store.ScheduledRevocation
 	if d.Policy.Reevaluation.Calls(v) {
 		sr, err := d.Store.ScheduleRevocation(ctx, store.ScheduledRevocation{
 			Digest: img.Digest, Due: d.now().Add(d.Policy.Reevaluation.Grace), Actor: actor, Reevaluation: re.ID,
-			Reason: fmt.Sprintf("new findings %s under advisory snapshot %s: %s", strings.Join(ids(out.New), ", "), short(m.Snapshot()), policy.RejectReason(v)),
+			Reason: fmt.Sprintf("new findings %s under advisory snapshot %s: %s", strings.Join(ids(news), ", "), short(re.Snapshot), policy.RejectReason(v)),
 		})
 		switch {
 		case errors.Is(err, store.ErrExists):
@@ -357,11 +371,44 @@ func (d *Decider) reevaluate(ctx context.Context, m scan.Matcher, img store.Imag
 				d.Metrics.Revocations.WithLabelValues(store.RevocationScheduled).Inc()
 			}
 		}
-		out.Revocation, alert.Revocation = &sr, &sr
+		scheduled, alert.Revocation = &sr, &sr
 		alert.Message += fmt.Sprintf("; it will be revoked at %s unless the findings are waived or the revocation is cancelled", sr.Due.Format(time.RFC3339))
 	}
 	d.raise(ctx, alert)
-	return out, nil
+	return scheduled, nil
+}
+
+// finishReevaluation completes a recorded re-evaluation whose revocation
+// was never scheduled (the run stopped in between): if no revocation names
+// it and the policy calls for one, it is scheduled and alerted now.
+func (d *Decider) finishReevaluation(ctx context.Context, img store.Image, re store.Reevaluation, actor string) error {
+	rs, err := d.Store.Revocations(ctx, store.RevocationFilter{Digest: img.Digest})
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		if r.Reevaluation == re.ID {
+			return nil
+		}
+	}
+	v, _, err := d.Verdict(ctx, img.Digest)
+	if err != nil || !d.Policy.Reevaluation.Calls(v) {
+		return err
+	}
+	var news []AlertFinding
+	var fs []map[string]any
+	_ = json.Unmarshal(re.Findings, &fs)
+	isNew := map[string]bool{}
+	for _, k := range re.New {
+		isNew[k] = true
+	}
+	for _, f := range fs {
+		if isNew[policy.FindingKey(f)] {
+			news = append(news, alertFinding(f))
+		}
+	}
+	_, err = d.alertNewFindings(ctx, img, re, news, v, actor)
+	return err
 }
 
 func short(d string) string {

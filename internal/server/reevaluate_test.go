@@ -290,3 +290,42 @@ func stateStrings(ss []store.State) []string {
 	}
 	return out
 }
+
+// TestReevaluationFinishesAfterCrash: a re-evaluation recorded by a run
+// that stopped before scheduling the revocation is finished by the next
+// run on the same data, once.
+func TestReevaluationFinishesAfterCrash(t *testing.T) {
+	ctx := context.Background()
+	sink := startAlertSink(t)
+	pol := writePolicy(t, reevalPolicy)
+	up := servertest.StartUpstream(t)
+	want := pythonApp(t, up, "team/app:3")
+	in, c := startForImport(t, func(c *config.Config) { c.Policy.File = pol; c.Alerts.Webhook = sink.srv.URL })
+	ev := importJSON(t, c, server.ImportRequest{Source: up.Host + "/team/app:3", Insecure: true})
+	waitJob(t, c, ev.Job.ID)
+	admin := in.Client(in.AdminToken)
+	if _, err := admin.Approve(ctx, want, server.DecisionRequest{Reason: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	snap := importAdvisories(t, in, "osv", "pypi", "requests")
+	// What the stopped run left: the match recorded, nothing scheduled, no alert.
+	finding := `[{"type":"vulnerability","detector":"advisories","severity":"unknown","id":"PYSEC-2023-74","title":"t",` +
+		`"package":{"name":"requests","version":"2.30.0","ecosystem":"PyPI"},"location":{"path":"/x"},"fixed":"2.31.0","image":"` + want + `"}]`
+	if _, err := in.Server.Store.RecordReevaluation(ctx, store.Reevaluation{Digest: want, Snapshot: snap, Findings: []byte(finding),
+		New: []string{"PYSEC-2023-74|requests|" + want}, Actor: "admin"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		rep, err := admin.Reevaluate(ctx)
+		if err != nil || len(rep.Images) != 0 {
+			t.Fatalf("run %d: %+v, %v; want nothing matched again", i, rep, err)
+		}
+	}
+	rs, err := admin.Revocations(ctx, want, "")
+	if err != nil || len(rs) != 1 || rs[0].Status != store.RevocationScheduled || !strings.Contains(rs[0].Reason, "PYSEC-2023-74") {
+		t.Fatalf("revocations %+v, %v; want the one the stopped run owed", rs, err)
+	}
+	if a := sink.of(server.AlertNewFindings, want); len(a) != 1 || len(a[0].Findings) != 1 || a[0].Findings[0].ID != "PYSEC-2023-74" {
+		t.Fatalf("alerts %+v; want one", a)
+	}
+}
