@@ -2,6 +2,7 @@ package scan
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -66,11 +67,11 @@ type binaryMatcher interface {
 // binaryPrograms are the programs the extractor knows; adding one is adding
 // an entry and its matcher.
 var binaryPrograms = []binaryProgram{
-	{name: "nginx", file: nameIs("nginx"), newMatcher: func(string) binaryMatcher { return &exactMatcher{re: nginxVersion} }},
+	{name: "nginx", file: nameIs("nginx"), newMatcher: func(string) binaryMatcher { return &exactMatcher{re: nginxVersion, prefix: []byte("nginx/")} }},
 	{name: "redis", file: nameIs("redis-server", "redis-sentinel", "redis-check-rdb", "redis-check-aof"), newMatcher: func(string) binaryMatcher { return &redisMatcher{versions: map[string]bool{}} }},
 	{name: "python", file: isPythonFile, newMatcher: newPythonMatcher},
 	{name: "node", file: nameIs("node", "nodejs"), newMatcher: func(string) binaryMatcher {
-		return &nodeMatcher{ua: exactMatcher{re: nodeUserAgent}, release: exactMatcher{re: nodeRelease}}
+		return &nodeMatcher{ua: exactMatcher{re: nodeUserAgent, prefix: []byte("node.js/v")}, release: exactMatcher{re: nodeRelease}}
 	}},
 }
 
@@ -89,11 +90,15 @@ func nameIs(names ...string) func(string) bool {
 // submatch) and requires every such string to agree.
 type exactMatcher struct {
 	re       *regexp.Regexp
+	prefix   []byte // every match starts with it (a cheap test first)
 	v, ev    string
 	conflict bool
 }
 
 func (m *exactMatcher) see(s []byte) {
+	if !bytes.HasPrefix(s, m.prefix) {
+		return
+	}
 	sub := m.re.FindSubmatch(s)
 	if sub == nil {
 		return
@@ -136,12 +141,17 @@ var (
 )
 
 func (m *redisMatcher) see(s []byte) {
-	switch {
-	case hasPrefix(s, redisAnchor):
+	if bytes.HasPrefix(s, redisAnchor) {
 		m.anchor = true
-	case semverOnly.Match(s):
+		return
+	}
+	if bytes.Count(s, []byte(".")) < 2 {
+		return // neither a version nor a build id
+	}
+	switch {
+	case isDigit(s[0]) && isDigit(s[len(s)-1]) && semverOnly.Match(s):
 		m.versions[string(s)] = true
-	case redisBuildIDish.Match(s) && len(m.buildIDs) < 64:
+	case len(m.buildIDs) < 64 && redisBuildIDish.Match(s):
 		m.buildIDs = append(m.buildIDs, string(s))
 	}
 }
@@ -167,7 +177,9 @@ func (m *redisMatcher) version() (string, string) {
 	return best, ev
 }
 
-func isVersionByte(b byte) bool { return b == '.' || b >= '0' && b <= '9' }
+func isVersionByte(b byte) bool { return b == '.' || isDigit(b) }
+
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 
 // pythonMatcher: CPython is recognised by Py_GetVersion's format string
 // "%.80s (%.80s) %.80s"; its minor version by the extension-module ABI tag
@@ -204,12 +216,17 @@ func newPythonMatcher(base string) binaryMatcher {
 }
 
 func (m *pythonMatcher) see(s []byte) {
-	if hasPrefix(s, pythonAnchor) {
+	if bytes.HasPrefix(s, pythonAnchor) {
 		m.anchor = true
 		return
 	}
-	if sub := pythonABI.FindSubmatch(s); sub != nil {
-		m.abi["3."+string(sub[1])] = true
+	if bytes.Contains(s, []byte("cpython-3")) {
+		if sub := pythonABI.FindSubmatch(s); sub != nil {
+			m.abi["3."+string(sub[1])] = true
+		}
+	}
+	if last := s[len(s)-1]; !isDigit(last) && last != '+' || !bytes.Contains(s, []byte("3.")) {
+		return
 	}
 	if sub := pythonVersion.FindSubmatch(s); sub != nil {
 		v := string(sub[1])
@@ -273,6 +290,9 @@ var (
 
 func (m *nodeMatcher) see(s []byte) {
 	m.ua.see(s)
+	if !bytes.Contains(s, []byte("/release/v")) {
+		return
+	}
 	if sub := nodeRelease.FindSubmatch(s); sub != nil && string(sub[1]) == string(sub[2]) {
 		m.release.see(s)
 	}
@@ -291,8 +311,6 @@ func (m *nodeMatcher) version() (string, string) {
 	}
 	return rel, relEv
 }
-
-func hasPrefix(s, p []byte) bool { return len(s) >= len(p) && string(s[:len(p)]) == string(p) }
 
 // BinaryIdentity is a program identified in a file.
 type BinaryIdentity struct {
