@@ -173,6 +173,9 @@ func New(cfg Config, idx *Index, log *slog.Logger, metrics *Metrics) (*Webhook, 
 // GET /healthz and GET /readyz.
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) { w.mux.ServeHTTP(rw, r) }
 
+// Metrics are the webhook's metrics.
+func (w *Webhook) Metrics() *Metrics { return w.metrics }
+
 // Index is the approval index the webhook decides from.
 func (w *Webhook) Index() *Index { return w.idx }
 

@@ -40,11 +40,12 @@ const (
 const AssetsEnv = "AIRLOCK_KUBE_ASSETS"
 
 // Assets returns the directory holding kube-apiserver and etcd: AIRLOCK_KUBE_ASSETS,
-// else the cache directory .ci/kube.sh fills. When neither has both binaries the
+// else AIRLOCK_TEST_TOOLS (where .ci/tools.sh links them), else the cache
+// directory .ci/kube.sh fills. When neither has both binaries the
 // test is skipped, or fails when CI=true, since CI installs them.
 func Assets(t testing.TB) string {
 	t.Helper()
-	dir, err := findAssets(os.Getenv(AssetsEnv), cacheDir())
+	dir, err := findAssets(os.Getenv(AssetsEnv), os.Getenv("AIRLOCK_TEST_TOOLS"), cacheDir())
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%v (CI=true: .ci/tools.sh should have run .ci/kube.sh)", err)
@@ -120,8 +121,12 @@ func Start(t testing.TB) *ControlPlane {
 	api := env.ControlPlane.GetAPIServer()
 	api.Path = filepath.Join(assets, "kube-apiserver")
 	api.Out, api.Err = out, out
-	// Loopback only: the address the API server publishes for itself too.
-	api.Configure().Set("advertise-address", "127.0.0.1")
+	// Loopback only, the address the API server publishes for itself too. It
+	// refuses a loopback address for the endpoints of the "kubernetes"
+	// Service, which nothing here reads: no endpoint reconciler.
+	api.Configure().
+		Set("advertise-address", "127.0.0.1").
+		Set("endpoint-reconciler-type", "none")
 	env.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(assets, "etcd"), Out: out, Err: out}
 
 	cfg, err := env.Start()
