@@ -77,8 +77,9 @@ func (k *keepSet) dpkg(ch *PackageChange) {
 		if path.Dir(p) != dpkgInfo {
 			continue
 		}
+		// NAME[:ARCH].EXT; package names may contain dots (python3.11).
 		base := path.Base(p)
-		i := strings.IndexByte(base, '.')
+		i := strings.LastIndexByte(base, '.')
 		if i <= 0 {
 			continue
 		}
@@ -138,7 +139,7 @@ func (k *keepSet) dpkg(ch *PackageChange) {
 // (distroless images have no dpkg/status and no .list files).
 func (k *keepSet) dpkgDistroless(ch *PackageChange) {
 	for p, e := range k.ix.entries {
-		if path.Dir(p) != dpkgStatusD || !e.IsRegular() || strings.Contains(path.Base(p), ".") || e.Size() > maxPackageDB {
+		if path.Dir(p) != dpkgStatusD || !e.IsRegular() || strings.HasSuffix(p, ".md5sums") || e.Size() > maxPackageDB {
 			continue
 		}
 		b, err := k.ix.ReadFile(p, maxPackageDB)
