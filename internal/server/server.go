@@ -126,7 +126,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if s.Admission, err = s.newAdmission(reg); err != nil {
 		return nil, err
 	}
-	s.Runner = pipeline.NewRunner(st, s.Importer, s.scanStep(), s.profileStep(), s.decideStep())
+	s.Runner = pipeline.NewRunner(st, s.Importer, s.scanStep(), s.profileStep(), s.hardenStep(), s.decideStep())
 	s.Runner.Workers = int(cfg.Pipeline.Workers)
 	s.Runner.Lease = cfg.Pipeline.Lease
 	s.Runner.StageTimeout = cfg.Pipeline.StageTimeout
