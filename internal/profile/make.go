@@ -1,13 +1,17 @@
 package profile
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -84,8 +88,8 @@ func Make(ctx context.Context, img v1.Image, sb Sandbox, o Options) (Profile, er
 		return Profile{}, fmt.Errorf("unpack %s: %w", d, err)
 	}
 	argv := append(append([]string{}, c.Entrypoint...), c.Cmd...)
-	if !startable(rootfs, argv[0], c.WorkingDir, c.Env) {
-		return Profile{}, fmt.Errorf("%s: %w: its program %q is not a file in the image", d, ErrNotRunnable, printable(argv[0], 256))
+	if why := startable(rootfs, argv[0], c.WorkingDir, c.Env); why != "" {
+		return Profile{}, fmt.Errorf("%s: %w: %s", d, ErrNotRunnable, why)
 	}
 	spec := sandbox.Spec{
 		Rootfs: rootfs, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User,
@@ -212,53 +216,131 @@ func SplitCommand(s string) ([]string, error) {
 	return out, nil
 }
 
-// startable reports whether argv0 names a regular file in the unpacked
-// image, looked up the way the sandbox starts it: relative to the working
-// directory when it has a slash, else along the image's PATH.
-func startable(rootfs, argv0, workdir string, env []string) bool {
+// startable explains why argv0 cannot start in the unpacked image on this
+// host, or returns "": it must name a regular file (looked up the way the
+// sandbox starts it: relative to the working directory when it has a
+// slash, else along the image's PATH) that is an ELF executable for this
+// machine or a script whose interpreter is one.
+func startable(rootfs, argv0, workdir string, env []string) string {
+	return startableDepth(rootfs, argv0, workdir, env, 0)
+}
+
+func startableDepth(rootfs, argv0, workdir string, env []string, depth int) string {
+	name := printable(argv0, 256)
 	if argv0 == "" {
-		return false
+		return "its program name is empty"
 	}
+	var file string
 	if strings.Contains(argv0, "/") {
 		if !path.IsAbs(argv0) {
 			argv0 = path.Join("/", workdir, argv0)
 		}
-		return regularInRoot(rootfs, argv0)
-	}
-	pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	for _, e := range env {
-		if v, ok := strings.CutPrefix(e, "PATH="); ok {
-			pathEnv = v
+		file = resolveInRoot(rootfs, argv0)
+	} else {
+		pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+		for _, e := range env {
+			if v, ok := strings.CutPrefix(e, "PATH="); ok {
+				pathEnv = v
+			}
+		}
+		for _, dir := range strings.Split(pathEnv, ":") {
+			if dir == "" {
+				continue
+			}
+			if file = resolveInRoot(rootfs, path.Join("/", dir, argv0)); file != "" {
+				break
+			}
 		}
 	}
-	for _, dir := range strings.Split(pathEnv, ":") {
-		if dir != "" && regularInRoot(rootfs, path.Join("/", dir, argv0)) {
-			return true
-		}
+	if file == "" {
+		return fmt.Sprintf("its program %q is not a file in the image", name)
 	}
-	return false
+	f, err := os.Open(filepath.Join(rootfs, filepath.FromSlash(file)))
+	if err != nil {
+		return fmt.Sprintf("its program %q cannot be read: %v", name, err)
+	}
+	head := make([]byte, 256)
+	n, _ := io.ReadFull(f, head)
+	f.Close()
+	head = head[:n]
+	switch {
+	case bytes.HasPrefix(head, []byte("\x7fELF")):
+		if m, ok := elfMachine(head); ok && m != hostMachine() && hostMachine() != 0 {
+			return fmt.Sprintf("its program %q is built for another machine (ELF machine %d) than this host's %s", name, m, runtime.GOARCH)
+		}
+		return ""
+	case bytes.HasPrefix(head, []byte("#!")):
+		if depth > 2 {
+			return fmt.Sprintf("its program %q is a script run by a script run by a script", name)
+		}
+		line := head[2:]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i]
+		}
+		fields := strings.Fields(string(line))
+		if len(fields) == 0 || !strings.HasPrefix(fields[0], "/") {
+			return fmt.Sprintf("its program %q is a script with no interpreter", name)
+		}
+		if why := startableDepth(rootfs, fields[0], "/", env, depth+1); why != "" {
+			return fmt.Sprintf("its program %q is a script whose interpreter cannot start: %s", name, why)
+		}
+		return ""
+	}
+	return fmt.Sprintf("its program %q is neither an ELF executable nor a script", name)
 }
 
-// regularInRoot resolves p inside root, following symbolic links as the
+// elfMachine reads e_machine from an ELF header.
+func elfMachine(h []byte) (uint16, bool) {
+	if len(h) < 20 {
+		return 0, false
+	}
+	if h[5] == 2 { // big endian
+		return binary.BigEndian.Uint16(h[18:20]), true
+	}
+	return binary.LittleEndian.Uint16(h[18:20]), true
+}
+
+// hostMachine is this host's ELF machine (0 when not known: not checked).
+func hostMachine() uint16 {
+	switch runtime.GOARCH {
+	case "amd64":
+		return 62
+	case "arm64":
+		return 183
+	case "386":
+		return 3
+	case "arm":
+		return 40
+	case "riscv64":
+		return 243
+	case "ppc64le", "ppc64":
+		return 21
+	case "s390x":
+		return 22
+	}
+	return 0
+}
+
+// resolveInRoot resolves p inside root, following symbolic links as the
 // image sees them (an absolute target starts again at root; ".." stops at
-// root), and reports whether it ends at a regular file. Nothing outside
-// root is ever looked at.
-func regularInRoot(root, p string) bool {
+// root), and returns the path inside root of the regular file it ends at,
+// or "". Nothing outside root is ever looked at.
+func resolveInRoot(root, p string) string {
 	parts := splitPath(p)
 	cur, links := "/", 0
 	for i := 0; i < len(parts); i++ {
 		next := path.Join(cur, parts[i])
 		fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(next)))
 		if err != nil {
-			return false
+			return ""
 		}
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			if links++; links > 40 {
-				return false
+				return ""
 			}
 			t, err := os.Readlink(filepath.Join(root, filepath.FromSlash(next)))
 			if err != nil {
-				return false
+				return ""
 			}
 			if !path.IsAbs(t) {
 				t = path.Join(cur, t)
@@ -267,15 +349,18 @@ func regularInRoot(root, p string) bool {
 			cur, i = "/", -1
 			continue
 		}
-		if i < len(parts)-1 && !fi.IsDir() {
-			return false
-		}
 		if i == len(parts)-1 {
-			return fi.Mode().IsRegular()
+			if fi.Mode().IsRegular() {
+				return next
+			}
+			return ""
+		}
+		if !fi.IsDir() {
+			return ""
 		}
 		cur = next
 	}
-	return false
+	return ""
 }
 
 func splitPath(p string) []string {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/airlock-dev/airlock/internal/sandbox"
@@ -48,17 +49,27 @@ func TestSplitCommand(t *testing.T) {
 	}
 }
 
+// elfHeader is the start of an ELF executable for machine.
+func elfHeader(machine uint16) []byte {
+	h := make([]byte, 64)
+	copy(h, "\x7fELF")
+	h[4], h[5] = 2, 1 // 64-bit, little endian
+	h[18], h[19] = byte(machine), byte(machine>>8)
+	return h
+}
+
 // The entrypoint is looked up inside the unpacked root, symbolic links
-// followed as the image sees them, never outside it.
+// followed as the image sees them, never outside it, and must start on
+// this machine.
 func TestStartable(t *testing.T) {
 	root := t.TempDir()
 	outside := t.TempDir()
-	mk := func(p string) {
+	write := func(p string, data []byte) {
 		full := filepath.Join(root, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(full, []byte("x"), 0o755); err != nil {
+		if err := os.WriteFile(full, data, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -70,14 +81,23 @@ func TestStartable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mk("bin/busybox")
-	mk("usr/local/bin/app")
-	mk("srv/run.sh")
+	host := elfHeader(hostMachine())
+	other := elfHeader(62)
+	if hostMachine() == 62 {
+		other = elfHeader(183)
+	}
+	write("bin/busybox", host)
+	write("usr/local/bin/app", host)
+	write("srv/run.sh", []byte("#!/bin/sh\necho hi\n"))
+	write("srv/py.sh", []byte("#!/usr/bin/python3 -u\n"))
+	write("srv/loop.sh", []byte("#!/srv/loop.sh\n"))
+	write("srv/bare.sh", []byte("echo no shebang\n"))
+	write("srv/arm", other)
 	ln("/bin/busybox", "bin/sh")           // absolute: inside the root
 	ln("../../bin/busybox", "usr/bin/env") // relative
 	ln("usr/bin", "ubin")                  // a directory link
 	ln("../../../../../../../.."+outside+"/evil", "bin/escape")
-	if err := os.WriteFile(filepath.Join(outside, "evil"), []byte("x"), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(outside, "evil"), host, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	ln("/bin/loop", "bin/loop")
@@ -87,25 +107,30 @@ func TestStartable(t *testing.T) {
 	for _, tc := range []struct {
 		argv0, workdir string
 		env            []string
-		want           bool
+		why            string // "" when it starts
 	}{
-		{"/bin/sh", "", nil, true},
-		{"sh", "", nil, true},
-		{"env", "", []string{"PATH=/usr/bin"}, true},
-		{"app", "", nil, true},
-		{"app", "", []string{"PATH=/bin"}, false},
-		{"/ubin/env", "", nil, true},
-		{"./run.sh", "/srv", nil, true},
-		{"run.sh", "/srv", nil, false},
-		{"/usr/bin/python3", "", nil, false},
-		{"/bin/escape", "", nil, false},
-		{"/bin/loop", "", nil, false},
-		{"/bin/dir", "", nil, false},
-		{"/bin/busybox/x", "", nil, false},
-		{"", "", nil, false},
+		{"/bin/sh", "", nil, ""},
+		{"sh", "", nil, ""},
+		{"env", "", []string{"PATH=/usr/bin"}, ""},
+		{"app", "", nil, ""},
+		{"app", "", []string{"PATH=/bin"}, "not a file"},
+		{"/ubin/env", "", nil, ""},
+		{"./run.sh", "/srv", nil, ""},
+		{"run.sh", "/srv", nil, "not a file"},
+		{"/srv/py.sh", "", nil, "interpreter cannot start"},
+		{"/srv/loop.sh", "", nil, "a script run by a script"},
+		{"/srv/bare.sh", "", nil, "neither an ELF executable nor a script"},
+		{"/srv/arm", "", nil, "another machine"},
+		{"/usr/bin/python3", "", nil, "not a file"},
+		{"/bin/escape", "", nil, "not a file"},
+		{"/bin/loop", "", nil, "not a file"},
+		{"/bin/dir", "", nil, "not a file"},
+		{"/bin/busybox/x", "", nil, "not a file"},
+		{"", "", nil, "empty"},
 	} {
-		if got := startable(root, tc.argv0, tc.workdir, tc.env); got != tc.want {
-			t.Errorf("startable(%q, %q, %v) = %v, want %v", tc.argv0, tc.workdir, tc.env, got, tc.want)
+		got := startable(root, tc.argv0, tc.workdir, tc.env)
+		if (tc.why == "") != (got == "") || !strings.Contains(got, tc.why) {
+			t.Errorf("startable(%q, %q, %v) = %q, want %q", tc.argv0, tc.workdir, tc.env, got, tc.why)
 		}
 	}
 }
