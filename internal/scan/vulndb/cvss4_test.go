@@ -118,6 +118,34 @@ func TestCVSS4Calculator(t *testing.T) {
 	}
 }
 
+// TestCVSS4RoundingBoundary: vectors whose exact score is on a .x5
+// boundary, worked out by hand from the specification's formula and
+// lookup table; floating-point implementations put them on either side.
+func TestCVSS4RoundingBoundary(t *testing.T) {
+	for _, tc := range []struct {
+		vector string
+		score  float64
+	}{
+		// Macrovector 112101 (5.8). Lower: EQ1 212101 (2.4), EQ4 112201 (2.3),
+		// EQ5 112111 (2.6); EQ2 and EQ3/EQ6 have none. Highest-severity vector
+		// AV:N/PR:L/UI:N + AC:L/AT:P + VC:L/VI:L/VA:L/CR:H/IR:H/AR:H + SC:H/SI:H/SA:H:
+		// distances EQ1 = PR 1 + UI 2 = 3 of depth 4, EQ4 = 0.
+		// 5.8 − (3.4·3/4 + 3.5·0 + 3.2·0)/3 = 5.8 − 0.85 = 4.95 → 5.0.
+		{"CVSS:4.0/AV:N/AC:L/AT:P/PR:H/UI:A/VC:N/VI:N/VA:N/SC:H/SI:H/SA:H", 5.0},
+		// Macrovector 101100 (8.6). Lower: 201100 (7.2), 111100 (7.4),
+		// EQ3/EQ6 10 → 11: 101101 (7.6), 101200 (7.2), 101110 (7.4).
+		// Highest-severity vector AV:N/PR:N/UI:P, VC:H/VI:L/VA:H/CR:H/IR:H/AR:H:
+		// distance EQ3/EQ6 = VI 1 + VA 1 = 2 of depth 8, all others 0.
+		// 8.6 − (1.0·2/8)/5 = 8.6 − 0.05 = 8.55 → 8.6.
+		{"CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:P/VC:H/VI:N/VA:L/SC:H/SI:H/SA:H", 8.6},
+	} {
+		c, err := ParseCVSS4(tc.vector)
+		if err != nil || c.Score != tc.score {
+			t.Errorf("%s = %v, %v; want %.1f", tc.vector, c.Score, err, tc.score)
+		}
+	}
+}
+
 // TestCVSS4Scores checks the scores in testdata/cvss4-scores.txt (see its
 // header for where they come from).
 func TestCVSS4Scores(t *testing.T) {
