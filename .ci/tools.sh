@@ -40,4 +40,15 @@ for t in "${TOOLS[@]}"; do
   fi
   ln -sf "$dir/$name" "$BIN/$name"
 done
+# --- kubetest (owned by the admission e2e tests) -----------------------------
+# kube-apiserver and etcd for the tests against a real control plane
+# (internal/admission/kube_test.go), built from the Go module proxy by
+# .ci/kube.sh into $CACHE/kube-<version>-etcd-<version> (the first run pays,
+# see docs/kubetest.md). Linked into the bin dir as well; the tests find them
+# through AIRLOCK_KUBE_ASSETS, AIRLOCK_TEST_TOOLS or that cache directory.
+KUBE_ASSETS="$(AIRLOCK_TOOLS_CACHE="$CACHE" "$(dirname "$0")/kube.sh")"
+ln -sf "$KUBE_ASSETS/kube-apiserver" "$BIN/kube-apiserver"
+ln -sf "$KUBE_ASSETS/etcd" "$BIN/etcd"
+# --- end kubetest --------------------------------------------------------------
+
 echo "$BIN"

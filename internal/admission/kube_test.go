@@ -182,13 +182,13 @@ func (c *kubeCluster) testPods(t *testing.T) {
 		init                   bool
 		words                  []string
 	}{
-		{name: "unapproved", container: "app", image: c.pinned("team/new:1"), words: []string{c.pending["team/new:1"]}},
+		{name: "unapproved", container: "app", image: c.pinned("team/new:1"), words: []string{c.pending["team/new:1"], "not approved"}},
 		{name: "public-by-tag", container: "app", image: "docker.io/library/busybox:1.36"},
 		{name: "public-by-digest", container: "app", image: "docker.io/library/busybox@" + approvedDigest},
 		// Lookalikes of the private registry name the approved digest: only the host is wrong.
-		{name: "lookalike-suffix", container: "app", image: kubeRegistry + ".evil.invalid/team/app@" + approvedDigest},
+		{name: "lookalike-suffix", container: "app", image: kubeRegistry + ".evil.invalid/team/app@" + approvedDigest, words: []string{"not from the private registry"}},
 		{name: "lookalike-prefix", container: "app", image: "evil-" + kubeRegistry + "/team/app@" + approvedDigest},
-		{name: "lookalike-port", container: "app", image: kubeRegistry + ":5000/team/app@" + approvedDigest},
+		{name: "lookalike-port", container: "app", image: kubeRegistry + ":5000/team/app@" + approvedDigest, words: []string{"not from the private registry"}},
 		{name: "lookalike-userinfo-like-path", container: "app", image: "evil.invalid/" + kubeRegistry + "/team/app@" + approvedDigest},
 		{name: "approved-digest-other-repository", container: "app", image: kubeRegistry + "/team/other@" + approvedDigest},
 		{name: "private-tag-not-approved", container: "app", image: kubeRegistry + "/team/new:1"},
