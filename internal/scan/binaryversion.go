@@ -382,20 +382,22 @@ func binaryStrings(ctx context.Context, r *bufio.Reader, fn func([]byte)) error 
 		}
 		k, err := r.Read(chunk)
 		for _, b := range chunk[:k] {
-			switch {
-			case b >= 0x20 && b < 0x7f || b == '\t' || b == '\n' || b == '\r':
+			switch stringByte[b] {
+			case byteText:
 				if len(buf) < maxBinaryString {
 					buf = append(buf, b)
 				} else {
 					overlong = true
 				}
-			case b == 0:
+			case byteNUL:
 				if len(buf) >= 4 && !overlong {
 					fn(buf)
 				}
 				buf, overlong = buf[:0], false
 			default:
-				buf, overlong = buf[:0], false
+				if len(buf) > 0 || overlong {
+					buf, overlong = buf[:0], false
+				}
 			}
 		}
 		if err == io.EOF {
@@ -406,6 +408,23 @@ func binaryStrings(ctx context.Context, r *bufio.Reader, fn func([]byte)) error 
 		}
 	}
 }
+
+const (
+	byteOther = iota
+	byteText
+	byteNUL
+)
+
+// stringByte classes bytes for binaryStrings: printable ASCII, tab and line
+// ends are text.
+var stringByte = func() (t [256]uint8) {
+	for b := 0x20; b < 0x7f; b++ {
+		t[b] = byteText
+	}
+	t['\t'], t['\n'], t['\r'] = byteText, byteText, byteText
+	t[0] = byteNUL
+	return t
+}()
 
 // binaryVersionExtractor is the osv-scalibr plugin around IdentifyBinary.
 type binaryVersionExtractor struct{ limit int64 }
