@@ -18,13 +18,13 @@ TOOLS=(
 )
 
 # Debian packages the tests read binaries from, at exact versions.
-DEBS=("busybox-static=1:1.35.0-4+deb12u1+b1")
-if [ ! -x /bin/busybox ] && command -v apt-get >/dev/null 2>&1; then
+DEBS=("busybox-static=1:1.35.0-4+deb12u1+b1" "nginx-light=1.22.1-9+deb12u11" "redis-server=5:7.0.15-1~deb12u10")
+if { [ ! -x /bin/busybox ] || [ ! -x /usr/sbin/nginx ] || [ ! -x /usr/bin/redis-server ]; } && command -v apt-get >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing ${DEBS[*]}" >&2
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${DEBS[@]}") >&2
   else
-    echo "note: run as root or install ${DEBS[*]} for the busybox image tests" >&2
+    echo "note: run as root or install ${DEBS[*]} for the busybox, nginx and redis image tests" >&2
   fi
 fi
 
