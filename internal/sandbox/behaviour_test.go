@@ -76,6 +76,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 )
 
 func main() {
@@ -93,6 +94,23 @@ func main() {
 	buf := make([]byte, 64)
 	c.Read(buf)
 	fmt.Println("resolved", addrs[0])
+
+	// IPv6, a connected UDP socket and an unconnected one.
+	if c6, err := net.Dial("tcp", "[2001:db8::1]:443"); err == nil {
+		c6.Write([]byte("\x16\x03\x01 tls hello"))
+		c6.Close()
+	} else {
+		fmt.Println("dial6:", err)
+	}
+	if u, err := net.Dial("udp", "198.51.100.7:5353"); err == nil {
+		u.Write([]byte("connected datagram"))
+		u.Close()
+	}
+	if u, err := net.ListenPacket("udp", ":0"); err == nil {
+		u.WriteTo([]byte("unconnected datagram"), &net.UDPAddr{IP: net.ParseIP("203.0.113.9"), Port: 9999})
+		u.Close()
+	}
+	time.Sleep(200 * time.Millisecond) // let the datagrams arrive before the run ends
 }
 `
 	escapeSrc = `package main
@@ -348,6 +366,15 @@ func TestRunMiner(t *testing.T) {
 	}
 	mustFind(t, res.Events, Event{Kind: EventConnect, Proto: "tcp", Addr: dns.Addr, Port: 3333, Name: "pool.minexmr.invalid"})
 	mustFind(t, res.Events, Event{Kind: EventSinkhole, Proto: "tcp", Addr: dns.Addr, Port: 3333, Name: "pool.minexmr.invalid", Data: []byte(`"method":"login"`)})
+	mustFind(t, res.Events, Event{Kind: EventConnect, Proto: "tcp6", Addr: "2001:db8::1", Port: 443})
+	mustFind(t, res.Events, Event{Kind: EventSinkhole, Proto: "tcp6", Addr: "2001:db8::1", Port: 443, Data: []byte("tls hello")})
+	mustFind(t, res.Events, Event{Kind: EventConnect, Proto: "udp", Addr: "198.51.100.7", Port: 5353})
+	mustFind(t, res.Events, Event{Kind: EventSinkhole, Proto: "udp", Addr: "198.51.100.7", Port: 5353, Data: []byte("connected datagram")})
+	mustFind(t, res.Events, Event{Kind: EventConnect, Addr: "203.0.113.9", Port: 9999})
+	mustFind(t, res.Events, Event{Kind: EventSinkhole, Proto: "udp", Addr: "203.0.113.9", Port: 9999, Data: []byte("unconnected datagram")})
+	if e := mustFind(t, res.Events, Event{Kind: EventExec, Path: "/app"}); e.Comm != "app" {
+		t.Errorf("exec comm = %q", e.Comm)
+	}
 }
 
 func TestRunEscape(t *testing.T) {

@@ -141,15 +141,14 @@ type network struct {
 	emit   func(Event)
 	since  func() time.Duration
 
-	mu       sync.Mutex
-	byName   map[string]netip.Addr
-	byAddr   map[netip.Addr]string
-	next     uint32
-	closers  map[string]io.Closer // "tcp/3333" -> sinkhole listener
-	lastDest map[string]netip.AddrPort
-	closed   bool
-	wg       sync.WaitGroup
-	conns    chan struct{} // semaphore of sinkhole connections being read
+	mu      sync.Mutex
+	byName  map[string]netip.Addr
+	byAddr  map[netip.Addr]string
+	next    uint32
+	closers map[string]io.Closer // "tcp/3333" -> sinkhole listener
+	closed  bool
+	wg      sync.WaitGroup
+	conns   chan struct{} // semaphore of sinkhole connections being read
 }
 
 // sinkholeBase is where handed-out addresses start (198.18.0.0/15, the
@@ -158,7 +157,7 @@ var sinkholeBase = netip.MustParseAddr("198.18.0.1")
 
 func newNetwork(nsPath string, emit func(Event), since func() time.Duration) *network {
 	return &network{nsPath: nsPath, emit: emit, since: since, byName: map[string]netip.Addr{}, byAddr: map[netip.Addr]string{},
-		closers: map[string]io.Closer{}, lastDest: map[string]netip.AddrPort{}, conns: make(chan struct{}, maxSinkholeConns)}
+		closers: map[string]io.Closer{}, conns: make(chan struct{}, maxSinkholeConns)}
 }
 
 // addressFor hands out one sinkhole address per name.
@@ -253,7 +252,6 @@ func (n *network) ensure(proto string, dst netip.AddrPort) {
 	p := strings.TrimSuffix(proto, "6")
 	key := p + "/" + strconv.Itoa(int(dst.Port()))
 	n.mu.Lock()
-	n.lastDest[key] = dst
 	_, have := n.closers[key]
 	closed := n.closed
 	n.mu.Unlock()
@@ -263,15 +261,41 @@ func (n *network) ensure(proto string, dst netip.AddrPort) {
 	_ = inNetns(n.nsPath, func() error {
 		addr := ":" + strconv.Itoa(int(dst.Port()))
 		if p == "udp" {
-			pc, err := net.ListenPacket("udp", addr)
+			// One socket per family, each told the destination of every
+			// datagram (IP_PKTINFO), so the event names the address the
+			// program sent to.
+			port := int(dst.Port())
+			pc4, err := net.ListenPacket("udp4", "0.0.0.0"+addr)
 			if err != nil {
 				return err // the program listens there itself
 			}
-			n.mu.Lock()
-			n.closers[key] = pc
-			n.mu.Unlock()
+			p4 := ipv4.NewPacketConn(pc4)
+			_ = p4.SetControlMessage(ipv4.FlagDst, true)
+			cs := multiCloser{pc4}
 			n.wg.Add(1)
-			go n.serveUDPSinkhole(pc, key)
+			go n.serveUDPSinkhole(port, func(b []byte) (int, net.IP, error) {
+				k, cm, _, err := p4.ReadFrom(b)
+				if cm == nil {
+					return k, nil, err
+				}
+				return k, cm.Dst, err
+			})
+			if pc6, err := net.ListenPacket("udp6", "[::]"+addr); err == nil {
+				p6 := ipv6.NewPacketConn(pc6)
+				_ = p6.SetControlMessage(ipv6.FlagDst, true)
+				cs = append(cs, pc6)
+				n.wg.Add(1)
+				go n.serveUDPSinkhole(port, func(b []byte) (int, net.IP, error) {
+					k, cm, _, err := p6.ReadFrom(b)
+					if cm == nil {
+						return k, nil, err
+					}
+					return k, cm.Dst, err
+				})
+			}
+			n.mu.Lock()
+			n.closers[key] = cs
+			n.mu.Unlock()
 			return nil
 		}
 		l, err := net.Listen("tcp", addr)
@@ -336,7 +360,7 @@ func (n *network) serveTCPSinkhole(l net.Listener) {
 		case n.conns <- struct{}{}:
 		default:
 			c.Close()
-			n.emit(Event{Time: n.since(), Kind: EventSinkhole, Proto: "tcp", Addr: la.Addr().Unmap().String(), Port: int(la.Port()), Name: n.nameOf(la.Addr())})
+			n.emit(Event{Time: n.since(), Kind: EventSinkhole, Proto: protoOf("tcp", la.Addr()), Addr: la.Addr().Unmap().String(), Port: int(la.Port()), Name: n.nameOf(la.Addr())})
 			continue
 		}
 		n.wg.Add(1)
@@ -359,29 +383,49 @@ func (n *network) serveTCPSinkhole(l net.Listener) {
 					_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 				}
 			}
-			n.emit(Event{Time: n.since(), Kind: EventSinkhole, Proto: "tcp", Addr: la.Addr().Unmap().String(), Port: int(la.Port()),
+			n.emit(Event{Time: n.since(), Kind: EventSinkhole, Proto: protoOf("tcp", la.Addr()), Addr: la.Addr().Unmap().String(), Port: int(la.Port()),
 				Name: n.nameOf(la.Addr()), Data: append([]byte(nil), buf[:got]...)})
 		}()
 	}
 }
 
-func (n *network) serveUDPSinkhole(pc net.PacketConn, key string) {
+func (n *network) serveUDPSinkhole(port int, read func([]byte) (int, net.IP, error)) {
 	defer n.wg.Done()
 	buf := make([]byte, 65536)
 	for {
-		k, _, err := pc.ReadFrom(buf)
+		k, dstIP, err := read(buf)
 		if err != nil {
 			return
 		}
-		n.mu.Lock()
-		dst := n.lastDest[key] // the address of the last connect to this port
-		n.mu.Unlock()
 		if k > FirstBytesMax {
 			k = FirstBytesMax
 		}
-		n.emit(Event{Time: n.since(), Kind: EventSinkhole, Proto: "udp", Addr: dst.Addr().String(), Port: int(dst.Port()),
-			Name: n.nameOf(dst.Addr()), Data: append([]byte(nil), buf[:k]...)})
+		dst, _ := netip.AddrFromSlice(dstIP)
+		e := Event{Time: n.since(), Kind: EventSinkhole, Proto: "udp", Port: port, Data: append([]byte(nil), buf[:k]...)}
+		if dst.IsValid() {
+			e.Addr, e.Name, e.Proto = dst.Unmap().String(), n.nameOf(dst), protoOf("udp", dst)
+		}
+		n.emit(e)
 	}
+}
+
+// protoOf adds "6" for IPv6 destinations (not IPv4 ones seen through a
+// dual-stack socket).
+func protoOf(p string, a netip.Addr) string {
+	if a.Is6() && !a.Is4In6() {
+		return p + "6"
+	}
+	return p
+}
+
+// multiCloser closes the sockets of one sinkhole port.
+type multiCloser []io.Closer
+
+func (m multiCloser) Close() error {
+	for _, c := range m {
+		c.Close()
+	}
+	return nil
 }
 
 func (n *network) serveDNSUDP(read func([]byte) (int, net.Addr, net.IP, error), write func([]byte, net.Addr, net.IP)) {

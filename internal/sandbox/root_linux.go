@@ -132,7 +132,17 @@ func setupRoot(cfg *initConfig) error {
 		}
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return fmt.Errorf("create the working directory %s: %w", cfg.Dir, err)
+		// A dangling symlink: create what it names (inside the root now).
+		target, lerr := os.Readlink(cfg.Dir)
+		if lerr != nil {
+			return fmt.Errorf("create the working directory %s: %w", cfg.Dir, err)
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(cfg.Dir), target)
+		}
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return fmt.Errorf("create the working directory %s (a symlink to %s): %w", cfg.Dir, target, err)
+		}
 	}
 	if err := os.MkdirAll("/tmp", 0o1777); err == nil {
 		_ = os.Chmod("/tmp", 0o1777)

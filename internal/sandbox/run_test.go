@@ -183,3 +183,39 @@ func TestRunRefusesBadSpecs(t *testing.T) {
 		})
 	}
 }
+
+// TestRunHostileRootfs runs an image whose mount points and the files the
+// sandbox writes are symlinks pointing at the host: the sandbox must mount
+// and write inside its own root only.
+func TestRunHostileRootfs(t *testing.T) {
+	needSandbox(t)
+	outside := t.TempDir()
+	victim := filepath.Join(outside, "victim")
+	if err := os.WriteFile(victim, []byte("host file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := rootfsOf(t, map[string]sandboxtest.File{
+		"proc":            {Symlink: "/"},
+		"dev":             {Symlink: outside},
+		"sys":             {Symlink: "../../../../../../" + outside},
+		"etc/hosts":       {Symlink: victim},
+		"etc/resolv.conf": {Symlink: "../../../../../../../../" + victim},
+		"etc/hostname":    {Symlink: "/proc/1/root" + victim},
+		"work":            {Symlink: "/../../../../" + outside},
+	})
+	res := runChecked(t, Spec{Rootfs: root, Entrypoint: []string{"/bin/busybox", "sh", "-c", "cat /etc/hosts; ls /proc/1/cmdline; echo x > /work/planted"},
+		WorkingDir: "/work", Duration: 20 * time.Second, Trace: true})
+	if res.Exit.Code != 0 {
+		t.Errorf("exit = %+v, output %s", res.Exit, res.Output)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "host file" {
+		t.Errorf("the host file behind a symlink was rewritten: %q", b)
+	}
+	ents, _ := os.ReadDir(outside)
+	if len(ents) != 1 {
+		t.Errorf("the sandbox wrote into a host directory behind a symlink: %v", ents)
+	}
+	if !strings.Contains(string(res.Output), "localhost") {
+		t.Errorf("the sandbox's /etc/hosts was not written inside the root: %s", res.Output)
+	}
+}

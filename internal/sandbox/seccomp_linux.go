@@ -108,6 +108,9 @@ func syscallName(nr uint32) string {
 	if nr == unix.SYS_CLONE {
 		return "clone"
 	}
+	if nr == unix.SYS_SENDTO {
+		return "sendto"
+	}
 	return "syscall " + strconv.Itoa(int(nr))
 }
 
@@ -154,6 +157,19 @@ func buildFilter(trace bool) []unix.SockFilter {
 		bpfStmt(ret, deny),
 		bpfStmt(ret, allow),
 	)
+	if trace {
+		// sendto with a destination (unconnected UDP): the only way to
+		// reach an address without connect.
+		p = append(p,
+			bpfJump(jeq, unix.SYS_SENDTO, 0, 6),
+			bpfStmt(ldW, 16+4*8), // args[4], low word
+			bpfJump(jeq, 0, 0, 3),
+			bpfStmt(ldW, 16+4*8+4), // high word
+			bpfJump(jeq, 0, 0, 1),
+			bpfStmt(ret, allow),
+			bpfStmt(ret, notify),
+		)
+	}
 	add := func(m map[uint32]string, action uint32) {
 		nrs := make([]uint32, 0, len(m))
 		for nr := range m {
@@ -241,6 +257,7 @@ type tracer struct {
 	// Only the serving goroutine touches these.
 	mems map[int]*os.File // /proc/PID/mem per process, until it execs
 	root int              // the sandbox root (/proc/INIT/root), for Missing
+	sent map[string]bool  // sendto destinations already recorded
 }
 
 type pidInfo struct{ ns, ppid, tgid int }
@@ -252,6 +269,7 @@ func (t *tracer) serve(stop <-chan struct{}) {
 	defer runtime.UnlockOSThread()
 	defer unix.Close(t.fd)
 	t.mems = map[int]*os.File{}
+	t.sent = map[string]bool{}
 	t.root = -1
 	// Hand the CPU straight from the trapped process to this thread and
 	// back (Linux 6.6+): a trapped call then costs two switches on one CPU
@@ -432,7 +450,11 @@ func (t *tracer) info(pid int, refresh bool) pidInfo {
 				hostPPID, _ = strconv.Atoi(strings.TrimSpace(v))
 			}
 		}
-		if hostPPID == t.initPID {
+		if in.tgid > 0 && in.tgid != pid {
+			// A thread: events name its process.
+			p := t.info(in.tgid, refresh)
+			in.ns, in.ppid = p.ns, p.ppid
+		} else if hostPPID == t.initPID {
 			in.ppid = 1
 		} else if hostPPID > 0 {
 			in.ppid = t.info(hostPPID, false).ns
@@ -442,6 +464,15 @@ func (t *tracer) info(pid int, refresh bool) pidInfo {
 	t.pids[pid] = in
 	t.mu.Unlock()
 	return in
+}
+
+// process is the thread group (process) a trapped thread belongs to:
+// pidfd_open takes only those.
+func (t *tracer) process(tid int) int {
+	if in := t.info(tid, false); in.tgid > 0 {
+		return in.tgid
+	}
+	return tid
 }
 
 // known is the sandbox pid of a host pid the tracer has seen, or 0.
@@ -567,6 +598,11 @@ func (t *tracer) handle(req *seccompNotif) {
 			}
 		}
 		ev = Event{Kind: EventExec, Path: sandboxPath(pid, at, p), Argv: m.argv(argvAddr)}
+		if c := path.Base(ev.Path); len(c) > 15 { // what the kernel will name the process
+			ev.Comm = c[:15]
+		} else {
+			ev.Comm = c
+		}
 		ev.Missing = !t.exists(ev.Path, true)
 	case "open", "openat", "openat2", "creat":
 		var p string
@@ -657,12 +693,15 @@ func (t *tracer) handle(req *seccompNotif) {
 			p = str(a[2])
 		}
 		ev = Event{Kind: EventSymlink, Path: sandboxPath(pid, at, p), Target: target}
-	case "connect", "bind":
-		n := a[2]
+	case "connect", "bind", "sendto":
+		addr, n := a[1], a[2]
+		if name == "sendto" {
+			addr, n = a[4], a[5]
+		}
 		if n > 128 {
 			n = 128
 		}
-		b, _ := m.read(a[1], int(n))
+		b, _ := m.read(addr, int(n))
 		ev = Event{Kind: EventConnect}
 		if name == "bind" {
 			ev.Kind = EventBind
@@ -671,9 +710,19 @@ func (t *tracer) handle(req *seccompNotif) {
 		switch family {
 		case unix.AF_INET, unix.AF_INET6:
 			ev.Addr, ev.Port = ap.Addr().String(), int(ap.Port())
-			ev.Proto = socketProto(pid, int(a[0]), family)
+			ev.Proto = socketProto(t.process(pid), int(a[0]), family)
 			if ev.Kind == EventConnect {
 				connectTo, connectProto = &ap, ev.Proto
+			}
+			if name == "sendto" {
+				// Recorded once per process and destination: a chatty UDP
+				// client must not flood the events.
+				k := strconv.Itoa(pid) + " " + ev.Proto + " " + ap.String()
+				if t.sent[k] || len(t.sent) > 65536 {
+					t.respond(req.ID, 0)
+					return
+				}
+				t.sent[k] = true
 			}
 		case unix.AF_UNIX:
 			ev.Proto, ev.Addr = "unix", unixPath
@@ -683,7 +732,7 @@ func (t *tracer) handle(req *seccompNotif) {
 		}
 	case "listen":
 		ev = Event{Kind: EventListen}
-		family, ap, unixPath := socketName(pid, int(a[0]))
+		family, ap, unixPath := socketName(t.process(pid), int(a[0]))
 		switch family {
 		case unix.AF_INET, unix.AF_INET6:
 			ev.Addr, ev.Port = ap.Addr().String(), int(ap.Port())
