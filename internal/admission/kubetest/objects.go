@@ -1,10 +1,13 @@
 package kubetest
 
 import (
+	"context"
+
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 )
 
 // Container is a container named name running image.
@@ -61,4 +64,58 @@ func EphemeralContainer(name, image string) corev1.EphemeralContainer {
 		Name: name, Image: image, ImagePullPolicy: corev1.PullIfNotPresent,
 		Stdin: true, TTY: true,
 	}}
+}
+
+// Workloads are one object of every kind with a pod template — Deployment,
+// StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job and CronJob —
+// each named name with pods of spec, and a function that creates it.
+func Workloads(cs kubernetes.Interface, namespace, name string, spec corev1.PodSpec) []Workload {
+	always := spec
+	always.RestartPolicy = corev1.RestartPolicyAlways
+	one := int32(1)
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}}
+	meta := metav1.ObjectMeta{Namespace: namespace, Name: name}
+	apps, batch, core := cs.AppsV1(), cs.BatchV1(), cs.CoreV1()
+	return []Workload{
+		{"Deployment", func(ctx context.Context, opts metav1.CreateOptions) error {
+			_, err := apps.Deployments(namespace).Create(ctx, Deployment(namespace, name, spec), opts)
+			return err
+		}},
+		{"StatefulSet", func(ctx context.Context, opts metav1.CreateOptions) error {
+			_, err := apps.StatefulSets(namespace).Create(ctx, &appsv1.StatefulSet{ObjectMeta: meta,
+				Spec: appsv1.StatefulSetSpec{Replicas: &one, Selector: sel, Template: template(name, always)}}, opts)
+			return err
+		}},
+		{"DaemonSet", func(ctx context.Context, opts metav1.CreateOptions) error {
+			_, err := apps.DaemonSets(namespace).Create(ctx, &appsv1.DaemonSet{ObjectMeta: meta,
+				Spec: appsv1.DaemonSetSpec{Selector: sel, Template: template(name, always)}}, opts)
+			return err
+		}},
+		{"ReplicaSet", func(ctx context.Context, opts metav1.CreateOptions) error {
+			_, err := apps.ReplicaSets(namespace).Create(ctx, &appsv1.ReplicaSet{ObjectMeta: meta,
+				Spec: appsv1.ReplicaSetSpec{Replicas: &one, Selector: sel, Template: template(name, always)}}, opts)
+			return err
+		}},
+		{"ReplicationController", func(ctx context.Context, opts metav1.CreateOptions) error {
+			tmpl := template(name, always)
+			_, err := core.ReplicationControllers(namespace).Create(ctx, &corev1.ReplicationController{ObjectMeta: meta,
+				Spec: corev1.ReplicationControllerSpec{Replicas: &one, Selector: map[string]string{"app": name}, Template: &tmpl}}, opts)
+			return err
+		}},
+		{"Job", func(ctx context.Context, opts metav1.CreateOptions) error {
+			_, err := batch.Jobs(namespace).Create(ctx, &batchv1.Job{ObjectMeta: meta,
+				Spec: batchv1.JobSpec{Template: template(name, spec)}}, opts)
+			return err
+		}},
+		{"CronJob", func(ctx context.Context, opts metav1.CreateOptions) error {
+			_, err := batch.CronJobs(namespace).Create(ctx, CronJob(namespace, name, spec), opts)
+			return err
+		}},
+	}
+}
+
+// Workload is one object with a pod template and how to create it.
+type Workload struct {
+	Kind   string
+	Create func(ctx context.Context, opts metav1.CreateOptions) error
 }
