@@ -46,6 +46,9 @@ const (
 	// maxBinaryString bounds one NUL-terminated string; longer runs of
 	// printable bytes are not evidence of anything here and are skipped.
 	maxBinaryString = 512
+	// maxBinaryCandidates bounds the distinct candidate strings a matcher
+	// keeps, so that a file crafted to hold millions of them costs no memory.
+	maxBinaryCandidates = 1024
 )
 
 // binaryProgram identifies one program from the strings of its file.
@@ -149,7 +152,7 @@ func (m *redisMatcher) see(s []byte) {
 		return // neither a version nor a build id
 	}
 	switch {
-	case isDigit(s[0]) && isDigit(s[len(s)-1]) && semverOnly.Match(s):
+	case isDigit(s[0]) && isDigit(s[len(s)-1]) && len(m.versions) < maxBinaryCandidates && semverOnly.Match(s):
 		m.versions[string(s)] = true
 	case len(m.buildIDs) < 64 && redisBuildIDish.Match(s):
 		m.buildIDs = append(m.buildIDs, string(s))
@@ -221,7 +224,7 @@ func (m *pythonMatcher) see(s []byte) {
 		return
 	}
 	if bytes.Contains(s, []byte("cpython-3")) {
-		if sub := pythonABI.FindSubmatch(s); sub != nil {
+		if sub := pythonABI.FindSubmatch(s); sub != nil && len(m.abi) < maxBinaryCandidates {
 			m.abi["3."+string(sub[1])] = true
 		}
 	}
@@ -230,9 +233,10 @@ func (m *pythonMatcher) see(s []byte) {
 	}
 	if sub := pythonVersion.FindSubmatch(s); sub != nil {
 		v := string(sub[1])
-		if len(v) == len(s) {
+		switch {
+		case len(v) == len(s) && len(m.exact) < maxBinaryCandidates:
 			m.exact[v] = true
-		} else {
+		case len(v) < len(s) && len(m.tails) < maxBinaryCandidates:
 			m.tails[v]++
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -315,6 +316,20 @@ func TestIdentifyBinaryBounded(t *testing.T) {
 	data := append(append(elf(), make([]byte, limit/2)...), "\x00nginx/1.25.3\x00"...)
 	if id, err := scan.IdentifyBinary(context.Background(), "nginx", bytes.NewReader(data), limit); err != nil || id == nil || id.Version != "1.25.3" {
 		t.Fatalf("identified %+v, %v", id, err)
+	}
+	// A flood of candidate strings is not kept: the matchers hold at most
+	// a bounded number, and the real one after the flood is not guessed at.
+	var flood bytes.Buffer
+	flood.Write(elf("Redis server v=%s sha=%s:%d", "%.80s (%.80s) %.80s", "cpython-311"))
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&flood, "%d.%d.%d\x003.11.%d\x00/x/3.11.%d\x00", i/1000, i%1000, i, i, i)
+	}
+	flood.WriteString("7.2.4\x007.2.4buildkitsandbox-1700000000000000000\x00")
+	for _, base := range []string{"redis-server", "python3"} {
+		id, err := scan.IdentifyBinary(context.Background(), base, bytes.NewReader(flood.Bytes()), 0)
+		if err != nil || id != nil {
+			t.Errorf("%s flood: identified %+v, %v", base, id, err)
+		}
 	}
 	// A cancelled scan stops with the context's error.
 	ctx, cancel := context.WithCancel(context.Background())
