@@ -79,6 +79,7 @@ digests from its private registry, and records why each digest was trusted.`,
 		newDecision("approve", "approved"), newDecision("reject", "rejected"), newDecision("revoke", "revoked"),
 		newList(), newShowRecord(), newAudit(), newImport(), newJobs(), newKeys(), newVerify(), newQueue(), newPolicy(), newPin(), newDB(), newScan(), newProfile(), newHarden())
 	root.AddCommand(newWaive(), newRevocation())
+	root.AddCommand(newAdmission())
 	return root
 }
 

@@ -258,6 +258,13 @@ func (c *kubeCluster) testWorkloads(t *testing.T) {
 		t.Errorf("stored cron job image %s, want %s", img, want)
 	}
 
+	// Every kind with a pod template is sent to the webhook.
+	for _, w := range kubetest.Workloads(c.cp.Client, c.ns, "bad-every-kind", kubetest.PodSpec(
+		kubetest.Container("app", c.pinned("team/app:1")), kubetest.Container("worker", bad))) {
+		err := w.Create(ctx, metav1.CreateOptions{})
+		kubeDenied(t, w.Kind+" with an unapproved image", err, admission.ValidatingName, w.Kind, "worker", bad)
+	}
+
 	// An update that swaps in a bad image is denied too.
 	d.Spec.Template.Spec.Containers[1].Image = bad
 	_, err = deployments.Update(ctx, d, metav1.UpdateOptions{})
@@ -325,19 +332,27 @@ func (c *kubeCluster) testPolicyAlone(t *testing.T) {
 	c.cp.DeleteWebhooks(t, c.admission)
 	ctx := context.Background()
 	pods := c.cp.Client.CoreV1().Pods(c.ns)
-	policy := c.admission.Policies[0].Name
+	// Each kind's policy is named PolicyName-KIND.
+	policy := "ValidatingAdmissionPolicy '" + admission.PolicyName
 	good := kubetest.Pod(c.ns, "policy-alone", kubetest.PodSpec(kubetest.Container("app", c.pinned("team/app:1"))))
 	probe := kubetest.Pod(c.ns, "policy-probe", kubetest.PodSpec(kubetest.Container("app", "docker.io/library/busybox:1.36")))
 	// A new policy is enforced once the API server has compiled it, and the
 	// webhook configurations' removal reaches its informer a moment later:
 	// until then the stopped webhook denies everything.
-	kubetest.Eventually(t, "the policy alone enforces", func(ctx context.Context) error {
-		if _, err := pods.Create(ctx, good, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	public := kubetest.PodSpec(kubetest.Container("app", "docker.io/library/busybox:1.36"))
+	kubetest.Eventually(t, "the policies alone enforce", func(ctx context.Context) error {
+		if _, err := pods.Create(ctx, good, dryRun); err != nil {
 			return fmt.Errorf("pinned private pod: %w", err)
 		}
-		_, err := pods.Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		if err == nil || !strings.Contains(err.Error(), policy) {
+		if _, err := pods.Create(ctx, probe, dryRun); err == nil || !strings.Contains(err.Error(), policy) {
 			return fmt.Errorf("public pod not denied by the policy yet: %v", err)
+		}
+		// Each kind has its own policy, compiled on its own.
+		for _, w := range kubetest.Workloads(c.cp.Client, c.ns, "policy-probe", public) {
+			if err := w.Create(ctx, dryRun); err == nil || !strings.Contains(err.Error(), policy) {
+				return fmt.Errorf("public %s not denied by the policy yet: %v", w.Kind, err)
+			}
 		}
 		return nil
 	})
@@ -356,9 +371,19 @@ func (c *kubeCluster) testPolicyAlone(t *testing.T) {
 	spec.InitContainers = []corev1.Container{kubetest.Container("setup", "docker.io/library/busybox:1.36")}
 	_, err := pods.Create(ctx, kubetest.Pod(c.ns, "policy-bad-init", spec), metav1.CreateOptions{})
 	kubeDenied(t, "init container with the policy alone", err, policy)
-	_, err = c.cp.Client.AppsV1().Deployments(c.ns).Create(ctx, kubetest.Deployment(c.ns, "policy-bad",
-		kubetest.PodSpec(kubetest.Container("app", "docker.io/library/busybox:1.36"))), metav1.CreateOptions{})
-	kubeDenied(t, "deployment with the policy alone", err, policy)
+	for _, w := range kubetest.Workloads(c.cp.Client, c.ns, "policy-bad", kubetest.PodSpec(
+		kubetest.Container("app", c.pinned("team/app:1")), kubetest.Container("worker", kubeRegistry+"/team/app:1"))) {
+		err := w.Create(ctx, metav1.CreateOptions{})
+		kubeDenied(t, w.Kind+" by tag with the policy alone", err, policy, "worker="+kubeRegistry+"/team/app:1")
+	}
+	// kubectl debug with a public image.
+	debuggee, err := pods.Create(ctx, kubetest.Pod(c.ns, "policy-debuggee", good.Spec), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	debuggee.Spec.EphemeralContainers = []corev1.EphemeralContainer{kubetest.EphemeralContainer("debugger", "docker.io/library/busybox:1.36")}
+	_, err = pods.UpdateEphemeralContainers(ctx, debuggee.Name, debuggee, metav1.UpdateOptions{})
+	kubeDenied(t, "ephemeral container with the policy alone", err, policy, "debugger=docker.io/library/busybox:1.36")
 	if _, err := pods.Create(ctx, good, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("pinned private pod with the policy alone: %v", err)
 	}
@@ -374,91 +399,23 @@ func kubeFreeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// kubeManifests returns the admission configuration registered with the API
-// server: both webhook configurations, pointed at base with caBundle, and the
-// ValidatingAdmissionPolicy with its binding.
+// kubeManifests returns the admission configuration `airlock admission
+// manifests` prints — both webhook configurations, the
+// ValidatingAdmissionPolicies and their bindings — with the webhooks pointed
+// at base and trusting caBundle.
 func kubeManifests(t *testing.T, base string, caBundle []byte) kubetest.Admission {
 	t.Helper()
-	doc := strings.NewReplacer("REGISTRY", kubeRegistry, "VALIDATING", admission.ValidatingName,
-		"MUTATING", admission.MutatingName, "POLICY", admission.PolicyName).Replace(admissionManifests)
-	a, err := kubetest.ParseAdmission([]byte(doc))
+	files, err := admission.Manifests(admission.ManifestOptions{RegistryHosts: []string{kubeRegistry}, CABundle: caBundle})
 	if err != nil {
 		t.Fatal(err)
 	}
+	a, err := kubetest.ParseAdmission(admission.Join(files))
+	if err != nil {
+		t.Fatalf("the manifests do not parse as the API server's objects: %v", err)
+	}
+	if len(a.Validating) == 0 || len(a.Mutating) == 0 || len(a.Policies) == 0 || len(a.Policies) != len(a.Bindings) {
+		t.Fatalf("the manifests have %d validating and %d mutating webhook configurations, %d policies and %d bindings",
+			len(a.Validating), len(a.Mutating), len(a.Policies), len(a.Bindings))
+	}
 	return a.Webhooks(base, caBundle)
 }
-
-const admissionManifests = `
-apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingWebhookConfiguration
-metadata:
-  name: MUTATING
-webhooks:
-- name: MUTATING
-  admissionReviewVersions: [v1]
-  sideEffects: None
-  failurePolicy: Fail
-  reinvocationPolicy: IfNeeded
-  timeoutSeconds: 10
-  clientConfig:
-    service: {name: airlock-webhook, namespace: airlock, path: /admission/mutate}
-  rules:
-  - {apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [pods, pods/ephemeralcontainers, replicationcontrollers]}
-  - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments, statefulsets, daemonsets, replicasets]}
-  - {apiGroups: [batch], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [jobs, cronjobs]}
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingWebhookConfiguration
-metadata:
-  name: VALIDATING
-webhooks:
-- name: VALIDATING
-  admissionReviewVersions: [v1]
-  sideEffects: None
-  failurePolicy: Fail
-  timeoutSeconds: 10
-  clientConfig:
-    service: {name: airlock-webhook, namespace: airlock, path: /admission/validate}
-  rules:
-  - {apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [pods, pods/ephemeralcontainers, replicationcontrollers]}
-  - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments, statefulsets, daemonsets, replicasets]}
-  - {apiGroups: [batch], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [jobs, cronjobs]}
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicy
-metadata:
-  name: POLICY
-spec:
-  failurePolicy: Fail
-  matchConstraints:
-    resourceRules:
-    - {apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [pods, pods/ephemeralcontainers, replicationcontrollers]}
-    - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments, statefulsets, daemonsets, replicasets]}
-    - {apiGroups: [batch], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [jobs, cronjobs]}
-  variables:
-  - name: spec
-    expression: >-
-      object.kind == 'Pod' ? object.spec :
-      object.kind == 'CronJob' ? object.spec.jobTemplate.spec.template.spec :
-      object.spec.template.spec
-  - name: images
-    expression: >-
-      variables.spec.containers.map(c, c.image)
-      + (has(variables.spec.initContainers) ? variables.spec.initContainers.map(c, c.image) : [])
-      + (has(variables.spec.ephemeralContainers) ? variables.spec.ephemeralContainers.map(c, c.image) : [])
-  - name: outside
-    expression: >-
-      variables.images.filter(i, !(i.startsWith('REGISTRY/') && i.matches('@sha256:[0-9a-f]{64}$')))
-  validations:
-  - expression: "size(variables.outside) == 0"
-    messageExpression: >-
-      'POLICY: images must come from REGISTRY and be pinned by digest; not ' + variables.outside.join(', ')
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicyBinding
-metadata:
-  name: POLICY
-spec:
-  policyName: POLICY
-  validationActions: [Deny]
-`
