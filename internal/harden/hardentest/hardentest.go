@@ -28,9 +28,10 @@ import (
 
 // File is an extra file of a Debian image (the application).
 type File struct {
-	Data []byte
-	Mode int64
-	Dir  bool
+	Data    []byte
+	Mode    int64
+	Dir     bool
+	Symlink string // a symbolic link to this target
 }
 
 // ErrNoDpkg is returned on a machine without dpkg.
@@ -107,10 +108,6 @@ func DebianImage(packages []string, extra map[string]File, cfg v1.Config) (v1.Im
 	pkgs, err := Closure(packages)
 	if err != nil {
 		return nil, nil, err
-	}
-	type entry struct {
-		hdr  *tar.Header
-		data []byte
 	}
 	entries := map[string]*entry{}
 	var addPath func(p string) error
@@ -213,19 +210,46 @@ func DebianImage(packages []string, extra map[string]File, cfg v1.Config) (v1.Im
 		e.hdr.Mode = 0o1777
 	}
 	for name, f := range extra {
-		p := "/" + strings.TrimPrefix(name, "/")
-		h := &tar.Header{Name: strings.TrimPrefix(p, "/"), Mode: f.Mode, ModTime: time.Unix(1700000000, 0), Format: tar.FormatPAX}
-		if h.Mode == 0 {
-			h.Mode = 0o644
-		}
-		e := &entry{hdr: h}
-		if f.Dir {
-			h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
-		} else {
-			h.Typeflag, h.Size, e.data = tar.TypeReg, int64(len(f.Data)), f.Data
-		}
-		entries[p] = e
+		p := "/" + strings.Trim(name, "/")
+		entries[p] = fileEntry(p, f)
 	}
+	img, err := imageOf(entries, cfg, "hardentest: "+strings.Join(packages, " "))
+	return img, pkgs, err
+}
+
+type entry struct {
+	hdr  *tar.Header
+	data []byte
+}
+
+func fileEntry(p string, f File) *entry {
+	h := &tar.Header{Name: strings.TrimPrefix(p, "/"), Mode: f.Mode, ModTime: time.Unix(1700000000, 0), Format: tar.FormatPAX}
+	if h.Mode == 0 {
+		h.Mode = 0o644
+	}
+	e := &entry{hdr: h}
+	switch {
+	case f.Dir:
+		h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
+	case f.Symlink != "":
+		h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, f.Symlink, 0o777
+	default:
+		h.Typeflag, h.Size, e.data = tar.TypeReg, int64(len(f.Data)), f.Data
+	}
+	return e
+}
+
+// FilesImage builds a one-layer image of files with cfg.
+func FilesImage(files map[string]File, cfg v1.Config) (v1.Image, error) {
+	entries := map[string]*entry{}
+	for name, f := range files {
+		p := "/" + strings.Trim(name, "/")
+		entries[p] = fileEntry(p, f)
+	}
+	return imageOf(entries, cfg, "hardentest: files")
+}
+
+func imageOf(entries map[string]*entry, cfg v1.Config, createdBy string) (v1.Image, error) {
 	names := make([]string, 0, len(entries))
 	for n := range entries {
 		names = append(names, n)
@@ -236,39 +260,38 @@ func DebianImage(packages []string, extra map[string]File, cfg v1.Config) (v1.Im
 	for _, n := range names {
 		e := entries[n]
 		if err := tw.WriteHeader(e.hdr); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", n, err)
+			return nil, fmt.Errorf("%s: %w", n, err)
 		}
 		if e.data != nil {
 			if _, err := tw.Write(e.data); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	data := buf.Bytes()
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	img, err = mutate.Append(img, mutate.Addendum{Layer: layer, MediaType: types.OCILayer,
-		History: v1.History{CreatedBy: "hardentest: " + strings.Join(packages, " "), Created: v1.Time{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}})
+		History: v1.History{CreatedBy: createdBy, Created: v1.Time{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", hostArch()
 	cf.Created = v1.Time{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	cf.Config = cfg
-	img, err = mutate.ConfigFile(img, cf)
-	return img, pkgs, err
+	return mutate.ConfigFile(img, cf)
 }
 
 // Installed reports whether every package is installed on this machine.
