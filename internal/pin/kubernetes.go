@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -29,8 +30,37 @@ func (Kubernetes) Match(path string, content []byte) bool {
 // mayHold is a cheap test that content can hold an image or a remote script.
 func mayHold(content []byte) bool {
 	return bytes.Contains(content, []byte("image")) || bytes.Contains(content, []byte("curl")) ||
-		bytes.Contains(content, []byte("wget")) || bytes.Contains(bytes.ToLower(content), []byte("iwr")) ||
-		bytes.Contains(bytes.ToLower(content), []byte("invoke-")) || bytes.Contains(bytes.ToLower(content), []byte("webclient"))
+		bytes.Contains(content, []byte("wget")) || containsFold(content, "iwr") ||
+		containsFold(content, "invoke-") || containsFold(content, "webclient")
+}
+
+// containsFold reports whether b lower-cased contains word (lower-case
+// ASCII), without copying b when it is ASCII. It may say yes where the
+// words differ in punctuation; never no where they match.
+func containsFold(b []byte, word string) bool {
+	if word == "" {
+		return true
+	}
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			// non-ASCII letters can lower-case to ASCII ones (K, İ)
+			return bytes.Contains(bytes.ToLower(b), []byte(word))
+		}
+	}
+	first := word[0]
+	for i := 0; i+len(word) <= len(b); i++ {
+		if b[i]|0x20 != first {
+			continue
+		}
+		j := 1
+		for j < len(word) && b[i+j]|0x20 == word[j] {
+			j++
+		}
+		if j == len(word) {
+			return true
+		}
+	}
+	return false
 }
 
 // Find implements Finder.
@@ -133,9 +163,8 @@ func isYAMLPath(path string, json bool) bool {
 }
 
 func hasAll(content []byte, words ...string) bool {
-	s := string(content)
 	for _, w := range words {
-		if !strings.Contains(s, w) {
+		if !bytes.Contains(content, []byte(w)) {
 			return false
 		}
 	}

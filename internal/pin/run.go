@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/server"
@@ -412,72 +413,71 @@ type write struct {
 	findings []int
 }
 
-// rewrite replaces a file's content in place, as gofmt -w does: the file
-// keeps its inode, mode, owner and links. If writing fails part way, the
-// old content is put back.
-func rewrite(path string, old, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		if f, rerr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0); rerr == nil {
-			_, _ = f.Write(old)
-			_ = f.Close()
-		}
-	}
-	return err
-}
-
-// writeAll writes files in parallel, each atomically.
+// writeAll rewrites files on every core.
 func writeAll(ws []write) []error {
 	errs := make([]error, len(ws))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < max(runtime.GOMAXPROCS(0), 4); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				errs[i] = rewrite(ws[i].path, ws[i].old, ws[i].data)
-			}
-		}()
-	}
-	for i := range ws {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	parallel(len(ws), func(int) func(i int) {
+		return func(i int) { errs[i] = rewriteFile(ws[i].path, ws[i].old, ws[i].data) }
+	})
 	return errs
 }
 
-// scanAll reads and parses files in parallel, keeping their order.
-func scanAll(files []string, finders []Finder) []scanned {
-	out := make([]scanned, len(files))
+// parallel calls the function work(w) returns for worker w with every index
+// below n, on as many workers as there are cores; workers take the next
+// index from a shared counter, so no goroutine waits on another.
+func parallel(n int, work func(w int) func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+	for w := 0; w < workers; w++ {
+		do := work(w)
+		run := func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				do(i)
+			}
+		}
+		if w == workers-1 {
+			run() // the calling goroutine is a worker too
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range next {
-				out[i] = scanFile(files[i], finders)
-			}
+			run()
 		}()
 	}
-	for i := range files {
-		next <- i
-	}
-	close(next)
 	wg.Wait()
+}
+
+// readScratch is the per-worker buffer a file is first read into: most
+// manifests fit, so most files take one read.
+const readScratch = 64 << 10
+
+// tooLargeError is a file above maxFileSize.
+type tooLargeError struct {
+	size  int64
+	limit int
+}
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("%d bytes, larger than the %d MiB pin reads: left unchanged", e.size, e.limit>>20)
+}
+
+// scanAll reads and parses files on every core, keeping their order.
+func scanAll(files []string, finders []Finder) []scanned {
+	out := make([]scanned, len(files))
+	parallel(len(files), func(int) func(i int) {
+		scratch := make([]byte, readScratch)
+		return func(i int) { out[i] = scanFile(files[i], finders, scratch) }
+	})
 	return out
 }
 
-func scanFile(path string, finders []Finder) (s scanned) {
+func scanFile(path string, finders []Finder, scratch []byte) (s scanned) {
 	s.path = path
 	defer func() {
 		if p := recover(); p != nil {
@@ -485,15 +485,6 @@ func scanFile(path string, finders []Finder) (s scanned) {
 			s.err = &FileError{Path: path, Message: fmt.Sprintf("internal error reading this file (left unchanged): %v", p)}
 		}
 	}()
-	st, err := os.Stat(path)
-	if err != nil {
-		s.err = &FileError{Path: path, Message: err.Error()}
-		return s
-	}
-	if st.Size() > maxFileSize {
-		s.err = &FileError{Path: path, Message: fmt.Sprintf("%d bytes, larger than the %d MiB pin reads: left unchanged", st.Size(), maxFileSize>>20)}
-		return s
-	}
 	var matched []Finder
 	for _, f := range finders {
 		if f.Match(path, nil) || (needsContent(f) && isYAMLPath(path, true)) {
@@ -503,13 +494,13 @@ func scanFile(path string, finders []Finder) (s scanned) {
 	if len(matched) == 0 {
 		return s
 	}
-	content, err := os.ReadFile(path)
+	content, binary, err := readFile(path, scratch, maxFileSize)
 	if err != nil {
 		s.err = &FileError{Path: path, Message: err.Error()}
 		return s
 	}
-	if bytes.IndexByte(content[:min(len(content), 8000)], 0) >= 0 {
-		return s // binary
+	if binary {
+		return s
 	}
 	s.content = content
 	s.read = true

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/google/go-containerregistry/pkg/name"
 )
 
 // lines maps byte offsets to 1-based lines and character columns. Lines end
@@ -125,7 +124,7 @@ func parseImage(s string) (imageName, bool) {
 	if r.Tag != "" {
 		check += ":" + r.Tag
 	}
-	if _, err := name.ParseReference(check); err != nil {
+	if !validReference(check) {
 		return r, false
 	}
 	return r, true
