@@ -422,7 +422,7 @@ func runSandbox(ctx context.Context, spec Spec, rt *runTrace) (*Result, error) {
 	if ok && entryDone {
 		out.Exit = exit
 	} else {
-		out.Exit = ExitStatus{Code: -1, Signal: int(syscall.SIGKILL), TimedOut: true}
+		out.Exit = ExitStatus{Code: 128 + int(syscall.SIGKILL), Signal: int(syscall.SIGKILL), TimedOut: true}
 	}
 	if oom && out.Exit.Signal == int(syscall.SIGKILL) {
 		out.Exit.OOM = true
@@ -456,7 +456,11 @@ func (r *run) handleCtrl(m ctrlMsg, startErr chan<- error) {
 		if !r.watched && len(r.events) < MaxEvents {
 			r.events = append(r.events, Event{Time: r.since(), Kind: EventExit, PID: m.PID, PPID: 1, ExitCode: m.Code, Signal: m.Signal})
 		}
-		r.exits[m.PID] = ExitStatus{Code: m.Code, Signal: m.Signal}
+		st := ExitStatus{Code: m.Code, Signal: m.Signal}
+		if m.Signal != 0 {
+			st.Code = 128 + m.Signal // as shells and container engines report it
+		}
+		r.exits[m.PID] = st
 		isEntry := r.entry != 0 && m.PID == r.entry
 		r.mu.Unlock()
 		if isEntry {
@@ -577,7 +581,7 @@ func (r *run) httpProbe(ctx context.Context, nsPath string, p HTTPProbe, end tim
 		if err == nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
-			pr.Status, pr.Output = resp.StatusCode, string(body)
+			pr.Status, pr.Output, pr.Error = resp.StatusCode, string(body), ""
 			pr.OK = resp.StatusCode < 400
 			return pr
 		}
