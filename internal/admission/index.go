@@ -23,7 +23,12 @@ import (
 var ErrUnavailable = errors.New("the approval index is unavailable")
 
 // Refusal is an index answer of "no", with one sentence saying why.
-type Refusal struct{ Reason string }
+type Refusal struct {
+	Reason string
+	// transient: the attestation could not be read (not: it was read and
+	// is wrong), so the next periodic refresh tries again.
+	transient bool
+}
 
 func (r *Refusal) Error() string { return r.Reason }
 
@@ -75,7 +80,8 @@ type approved struct {
 	expires *time.Time
 	updated time.Time
 	// refusal is why the attestation did not verify; "" when it did.
-	refusal string
+	refusal   string
+	transient bool
 }
 
 type snapshot struct {
@@ -83,6 +89,8 @@ type snapshot struct {
 	built   time.Time
 	digests map[string]*approved
 	tags    sync.Map // repo + ":" + tag → digest ("" when the tag points nowhere)
+	// retry: an attestation could not be read; rebuild on the next refresh.
+	retry bool
 }
 
 // NewIndex makes an index; it reads the store on first use (or Refresh).
@@ -149,7 +157,7 @@ func (x *Index) refresh(ctx context.Context, periodic bool) error {
 	defer cancel()
 	gen, hasGen := x.gen()
 	cur := x.snap.Load()
-	if cur != nil && hasGen && cur.gen == gen {
+	if cur != nil && hasGen && cur.gen == gen && !(periodic && cur.retry) {
 		if !periodic && x.fresh() {
 			return nil // another request rebuilt it while this one waited
 		}
@@ -211,7 +219,8 @@ func (x *Index) build(ctx context.Context, gen uint64, prev *snapshot) (*snapsho
 			if !errors.As(err, &r) {
 				return err
 			}
-			a.refusal = r.Reason
+			a.refusal, a.transient = r.Reason, r.transient
+			next.retry = next.retry || r.transient
 		}
 		if exp != nil && (a.expires == nil || exp.Before(*a.expires)) {
 			a.expires = exp
@@ -279,7 +288,7 @@ func (x *Index) verify(ctx context.Context, digest, parent string) (*time.Time, 
 func (x *Index) verifyOne(ctx context.Context, digest, parent string, a store.Attestation) (*time.Time, error) {
 	img, err := x.o.ReadManifest(ctx, a.Repository, a.Manifest)
 	if err != nil {
-		return nil, refuse("the approval attestation of %s (%s@%s) cannot be read from the registry: %v", digest, a.Repository, a.Manifest, err)
+		return nil, &Refusal{Reason: fmt.Sprintf("the approval attestation of %s (%s@%s) cannot be read from the registry: %v", digest, a.Repository, a.Manifest, err), transient: true}
 	}
 	m, err := img.Manifest()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -379,4 +380,31 @@ func TestEphemeralContainersSubresource(t *testing.T) {
 	mustAllow(t, validate(t, w, request{kind: "Pod", sub: "status", op: admissionv1.Update, object: withDebug("busybox"), old: old}))
 	mustAllow(t, validate(t, w, request{kind: "Pod", op: admissionv1.Delete, old: withDebug("busybox")}))
 	mustAllow(t, validate(t, w, request{kind: "ConfigMap", object: map[string]any{"data": map[string]string{"image": "busybox"}}}))
+}
+
+// An attestation that cannot be read (storage trouble) denies, and is read
+// again on the next refresh even though the store did not change.
+func TestUnreadableAttestationIsRetried(t *testing.T) {
+	e := newEnv(t, nil)
+	d := e.approved["team/sidecar:2"]
+	atts, err := e.in.Server.Store.Attestations(context.Background(), d)
+	if err != nil || len(atts) == 0 {
+		t.Fatalf("attestations of %s: %v %v", d, atts, err)
+	}
+	hex := strings.TrimPrefix(atts[0].Manifest, "sha256:")
+	blob := filepath.Join(e.in.Server.Config.Storage.Filesystem.RootDirectory, "docker", "registry", "v2", "blobs", "sha256", hex[:2], hex, "data")
+	if err := os.Rename(blob, blob+".away"); err != nil {
+		t.Fatal(err)
+	}
+	w := e.webhook(t, opts{})
+	pod := request{kind: "Pod", object: &corev1.Pod{Spec: spec([]string{e.ref("team/sidecar:2")}, nil, nil)}}
+	mustDeny(t, validate(t, w, pod), "cannot be read from the registry")
+	if err := os.Rename(blob+".away", blob); err != nil {
+		t.Fatal(err)
+	}
+	mustDeny(t, validate(t, w, pod), "cannot be read") // nothing refreshed yet
+	if err := w.Index().Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustAllow(t, validate(t, w, pod))
 }
