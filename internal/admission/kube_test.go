@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -45,8 +46,11 @@ type kubeCluster struct {
 }
 
 func TestKubeAPIServer(t *testing.T) {
+	start := time.Now()
 	cp := kubetest.Start(t)
+	t.Logf("control plane up after %s", time.Since(start).Round(time.Millisecond))
 	bin := servertest.Binary(t)
+	t.Logf("airlock built after %s", time.Since(start).Round(time.Millisecond))
 	data := t.TempDir()
 	webhookAddr := kubeFreeAddr(t)
 	// No --tls-cert: the server generates its webhook certificate into the
@@ -69,6 +73,7 @@ func TestKubeAPIServer(t *testing.T) {
 	cp.Install(t, kubetest.Admission{Validating: c.admission.Validating, Mutating: c.admission.Mutating})
 	c.createNamespace(t)
 	c.waitWebhooks(t)
+	t.Logf("images pushed and webhooks called after %s", time.Since(start).Round(time.Millisecond))
 
 	// Order matters: the last subtests stop the webhook.
 	t.Run("Pods", c.testPods)
