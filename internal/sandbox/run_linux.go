@@ -39,6 +39,17 @@ func Available() error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("%w: the sandbox needs root (user-namespace mode is not implemented yet): run airlock profile as root", ErrUnsupported)
 	}
+	own, mounts, err := cgroupLayout()
+	if err != nil {
+		return err
+	}
+	if uni, ok := mounts[""]; !ok || !hasControllers(uni, own[""]) {
+		for _, c := range cgroupControllers {
+			if _, ok := mounts[c]; !ok {
+				return fmt.Errorf("%w: no cgroup %s controller is available (neither delegated in cgroup v2 nor mounted as v1): the sandbox cannot limit the sample", ErrUnsupported, c)
+			}
+		}
+	}
 	if b, err := os.ReadFile("/proc/filesystems"); err == nil && !bytes.Contains(b, []byte("overlay")) {
 		if err := exec.Command("modprobe", "overlay").Run(); err != nil {
 			return fmt.Errorf("%w: the kernel has no overlayfs: load the overlay module", ErrUnsupported)

@@ -281,8 +281,13 @@ func FuzzUnpackLayer(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add(rawTar(f, entry{name: "a/b/c", data: "x"}, entry{name: "a/.wh..wh..opq"}, entry{name: "a/l", typ: tar.TypeLink, link: "a/b/c"}))
+	base := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		parent := t.TempDir()
+		parent, err := os.MkdirTemp(base, "case")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(parent)
 		if err := os.WriteFile(filepath.Join(parent, "sentinel"), []byte("host file"), 0o644); err != nil {
 			t.Fatal(err)
 		}
