@@ -11,6 +11,8 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/profile"
 	"github.com/airlock-dev/airlock/internal/profile/profiletest"
+	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
 )
 
 func makeProfile(t *testing.T, img v1.Image) profile.Profile {
@@ -97,4 +99,43 @@ func hasPath(ps []profile.Path, p string) bool {
 		}
 	}
 	return false
+}
+
+// webSource serves /healthz on :8080 until it is killed.
+const webSource = `package main
+
+import "net/http"
+
+func main() {
+	http.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	http.ListenAndServe(":8080", nil)
+}
+`
+
+// A server that only waits is exercised by an HTTP probe: the profile has
+// its listening port, the probe's answer and a run that lasted to the limit.
+func TestProfileWebServerWithProbe(t *testing.T) {
+	profiletest.NeedSandbox(t)
+	img := sandboxtest.Image(t, v1.Config{Entrypoint: []string{"/web"}},
+		sandboxtest.Layer(t, map[string]sandboxtest.File{"web": {Data: sandboxtest.GoProgram(t, webSource)}}))
+	probe, err := profile.ParseHTTPProbe("8080/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := profile.Make(context.Background(), img, profile.LocalSandbox(), profile.Options{
+		Duration: 5 * time.Second, HTTPProbes: []sandbox.HTTPProbe{probe}, TempDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(p.Network.Listening, []profile.Listen{{Proto: "tcp", Addr: "::", Port: 8080}}) &&
+		!reflect.DeepEqual(p.Network.Listening, []profile.Listen{{Proto: "tcp", Addr: "0.0.0.0", Port: 8080}}) {
+		t.Fatalf("listening %+v", p.Network.Listening)
+	}
+	if len(p.Probes) != 1 || !p.Probes[0].OK || p.Probes[0].Status != 200 || p.Probes[0].Output != "ok" || p.Probes[0].Target != "8080/healthz" {
+		t.Fatalf("probes %+v", p.Probes)
+	}
+	if !p.Exit.TimedOut || !reflect.DeepEqual(p.Run.HTTPProbes, []string{"8080/healthz"}) || len(p.Critical()) != 0 {
+		t.Fatalf("exit %+v run %+v notes %+v", p.Exit, p.Run, p.Notes)
+	}
 }
