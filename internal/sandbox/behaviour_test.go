@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"syscall"
 )
 
 func main() {
@@ -67,6 +68,15 @@ func main() {
 		fmt.Println("relative-missing exists")
 	}
 	run("rm", "-f", "/etc/group")
+	// A path relative to a directory descriptor, and an exec of a missing file.
+	if d, err := syscall.Open("/etc", syscall.O_RDONLY|syscall.O_DIRECTORY, 0); err == nil {
+		if f, err := syscall.Openat(d, "passwd", syscall.O_RDONLY, 0); err == nil {
+			syscall.Close(f)
+		}
+		syscall.Close(d)
+	}
+	_, err := syscall.ForkExec("/opt/missing-tool", []string{"missing-tool", "--flag"}, &syscall.ProcAttr{})
+	fmt.Println("exec missing:", err)
 	fmt.Println("done")
 }
 `
@@ -346,6 +356,13 @@ func TestRunHelpersAndFiles(t *testing.T) {
 	mustFind(t, ev, Event{Kind: EventUnlink, Path: "/tmp/touched"})
 	mustFind(t, ev, Event{Kind: EventOpen, Path: "/tmp/relative-missing", Missing: true})
 	mustFind(t, ev, Event{Kind: EventUnlink, Path: "/etc/group"})
+	if got := find(ev, Event{Kind: EventOpen, Path: "/etc/passwd"}); len(got) == 0 {
+		t.Errorf("openat relative to a directory descriptor not resolved to /etc/passwd")
+	}
+	missing := mustFind(t, ev, Event{Kind: EventExec, Path: "/opt/missing-tool", Missing: true})
+	if len(missing.Argv) != 2 || missing.Argv[1] != "--flag" {
+		t.Errorf("exec of a missing file: argv %q", missing.Argv)
+	}
 	if len(res.Probes) != 1 || !res.Probes[0].OK || res.Probes[0].Output != "data" {
 		t.Errorf("probe command = %+v, want the renamed file's content", res.Probes)
 	}
