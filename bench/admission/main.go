@@ -129,6 +129,11 @@ type Result struct {
 	P999       time.Duration `json:"p999"`
 	Max        time.Duration `json:"max"`
 	ServerCPU  time.Duration `json:"serverCpuPerRequest"`
+	// From airlock's own latency histogram (time inside the handler, from
+	// the request read to the response written): the share of requests
+	// answered within 2 ms and the bucket bound holding the 99th percentile.
+	HandlerWithin2ms float64 `json:"handlerWithin2ms,omitempty"`
+	HandlerP99Bound  string  `json:"handlerP99Bound,omitempty"`
 }
 
 // Report is results.json.
@@ -197,11 +202,15 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		cpu0, _ := host.CPUTime(s.pid)
+		h0 := handlerHistogram(air.addr, s.webhookName())
 		r, err := measure(ctx, client, s, o.rate, o.duration)
 		if err != nil {
 			return err
 		}
 		cpu1, _ := host.CPUTime(s.pid)
+		if s.Server == "airlock" {
+			r.HandlerWithin2ms, r.HandlerP99Bound = h0.since(handlerHistogram(air.addr, s.webhookName()))
+		}
 		if r.Sent > 0 {
 			r.ServerCPU = (cpu1 - cpu0) / time.Duration(r.Sent)
 		}
@@ -339,7 +348,7 @@ func write(dir string, rep Report) error {
 	var md strings.Builder
 	fmt.Fprintf(&md, "# Admission webhook: %d req/s for %v per setting\n\n", rep.Rate, rep.Duration)
 	fmt.Fprintf(&md, "airlock %s · %s (%d CPUs) · %s · %s · load %s → %s\n\n", rep.Version, rep.Machine.CPU, rep.Machine.CPUs, rep.Machine.Kernel, rep.Machine.Go, rep.Machine.LoadStart, rep.Machine.LoadEnd)
-	md.WriteString("| setting | server | sent (rate) | errors | p50 | p90 | p99 | p99.9 | max | server CPU / request | p99 vs floor |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	md.WriteString("| setting | server | sent (rate) | errors | p50 | p90 | p99 | p99.9 | max | server CPU / request | p99 vs floor | in handler ≤ 2 ms | in-handler p99 ≤ |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var floor time.Duration
 	for _, r := range rep.Results {
 		if r.Server == "floor" {
@@ -351,8 +360,12 @@ func write(dir string, rep Report) error {
 		if floor > 0 && r.Server != "floor" {
 			ratio = fmt.Sprintf("%.2f×", float64(r.P99)/float64(floor))
 		}
-		fmt.Fprintf(&md, "| %s | %s | %d (%.0f/s) | %d | %s | %s | %s | %s | %s | %s | %s |\n", r.Setting, r.Server, r.Sent, r.RateSent, r.Errors,
-			ms(r.P50), ms(r.P90), ms(r.P99), ms(r.P999), ms(r.Max), us(r.ServerCPU), ratio)
+		within, bound := "—", "—"
+		if r.HandlerP99Bound != "" {
+			within, bound = fmt.Sprintf("%.2f %%", 100*r.HandlerWithin2ms), r.HandlerP99Bound
+		}
+		fmt.Fprintf(&md, "| %s | %s | %d (%.0f/s) | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Setting, r.Server, r.Sent, r.RateSent, r.Errors,
+			ms(r.P50), ms(r.P90), ms(r.P99), ms(r.P999), ms(r.Max), us(r.ServerCPU), ratio, within, bound)
 	}
 	md.WriteString("\nGoal: p99 ≤ 2 ms and 0 errors for the 5-container pod.\n")
 	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(md.String()), 0o644); err != nil {
@@ -364,3 +377,63 @@ func write(dir string, rep Report) error {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
 func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
+
+// histogram is airlock_admission_request_duration_seconds of one webhook:
+// cumulative counts by upper bound.
+type histogram struct {
+	bounds []string
+	counts map[string]float64
+}
+
+func (s setting) webhookName() string {
+	if strings.HasSuffix(s.Path, "mutate") {
+		return "mutate"
+	}
+	return "validate"
+}
+
+// handlerHistogram scrapes airlock's /metrics (text format).
+func handlerHistogram(addr, webhook string) histogram {
+	h := histogram{counts: map[string]float64{}}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return h
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	prefix := "airlock_admission_request_duration_seconds_bucket{"
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, prefix) || !strings.Contains(line, `webhook="`+webhook+`"`) {
+			continue
+		}
+		i := strings.Index(line, `le="`)
+		j := strings.Index(line[i+4:], `"`)
+		le := line[i+4 : i+4+j]
+		var v float64
+		fmt.Sscanf(strings.TrimSpace(line[strings.LastIndex(line, " "):]), "%g", &v)
+		h.bounds = append(h.bounds, le)
+		h.counts[le] = v
+	}
+	return h
+}
+
+// since is the share within 2 ms and the p99 bucket bound of the requests
+// observed between h and later.
+func (h histogram) since(later histogram) (float64, string) {
+	total := later.counts["+Inf"] - h.counts["+Inf"]
+	if total <= 0 {
+		return 0, ""
+	}
+	within := (later.counts["0.002"] - h.counts["0.002"]) / total
+	for _, le := range later.bounds {
+		if (later.counts[le]-h.counts[le])/total >= 0.99 {
+			if le == "+Inf" {
+				return within, "> 5 s"
+			}
+			var s float64
+			fmt.Sscanf(le, "%g", &s)
+			return within, ms(time.Duration(s * float64(time.Second)))
+		}
+	}
+	return within, ""
+}

@@ -46,7 +46,7 @@ func (c *clock) now() time.Time { return time.Now().Add(c.off) }
 
 // newEnv starts a server holding team/app:1 and team/app:latest (approved),
 // team/sidecar:2 (approved) and team/new:1 (quarantined).
-func newEnv(t *testing.T, mutate func(*config.Config)) *env {
+func newEnv(t testing.TB, mutate func(*config.Config)) *env {
 	t.Helper()
 	e := &env{in: servertest.Start(t, mutate), approved: map[string]string{}, pending: map[string]string{}, clock: &clock{}}
 	e.pusher = e.in.Token(t, "ci", store.RolePusher)
@@ -66,7 +66,7 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	return e
 }
 
-func (e *env) push(t *testing.T, repoTag string, approve bool) string {
+func (e *env) push(t testing.TB, repoTag string, approve bool) string {
 	t.Helper()
 	img := e.in.PushRandom(t, repoTag, "ci", e.pusher, 256, 1)
 	d, err := img.Digest()
@@ -103,7 +103,7 @@ type opts struct {
 }
 
 // webhook builds a webhook on the env's server, as `airlock serve` does.
-func (e *env) webhook(t *testing.T, o opts) *admission.Webhook {
+func (e *env) webhook(t testing.TB, o opts) *admission.Webhook {
 	t.Helper()
 	srv := e.in.Server
 	if o.key == nil {
