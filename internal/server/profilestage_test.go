@@ -3,17 +3,22 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/airlock-dev/airlock/internal/policy"
 	"github.com/airlock-dev/airlock/internal/profile"
 	"github.com/airlock-dev/airlock/internal/profile/profiletest"
+	"github.com/airlock-dev/airlock/internal/profile/stage"
+	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/server"
 	"github.com/airlock-dev/airlock/internal/server/servertest"
 	"github.com/airlock-dev/airlock/internal/store"
@@ -139,4 +144,74 @@ func TestProfileStage(t *testing.T) {
 	if rec, err := in.Client(in.AdminToken).Image(ctx, trojanDigest); err != nil || rec.State != store.Rejected {
 		t.Fatalf("trojan record %+v %v", rec.State, err)
 	}
+}
+
+// Fail closed without a profile: on a host with no sandbox the stage says
+// so, and an image with nothing to run is recorded as such; the policy
+// sends both to a human (profile-missing), never allows them.
+func TestProfileStageWithoutProfile(t *testing.T) {
+	ctx := context.Background()
+	up := servertest.StartUpstream(t)
+	empty := up.Push(t, "apps/data:1", servertest.Image(t, v1.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		map[string][]byte{"data/x": []byte("x")}, nil, nil), nil)
+	in, c := startForImport(t, nil)
+
+	// Nothing to run: the stage is done, with no profile, and the policy asks a human.
+	ev := importJSON(t, c, server.ImportRequest{Source: up.Host + "/apps/data:1", Insecure: true})
+	j := waitJob(t, c, ev.Job.ID)
+	var nev profile.StageEvidence
+	if ps := stageOf(j, "profile"); ps == nil || ps.Status != store.StageDone || json.Unmarshal(ps.Evidence, &nev) != nil ||
+		nev.Status != profile.StatusNotRunnable || nev.Profile != nil || !strings.Contains(nev.Reason, "no entrypoint") {
+		t.Fatalf("profile stage of an image with nothing to run: %+v", ps)
+	}
+	if rules := firedRules(t, j); !slices.Contains(rules, "profile-missing") {
+		t.Fatalf("rules fired for %s: %v", empty, rules)
+	}
+
+	// No sandbox on the host (this test plays one: CI runs on Linux as
+	// root): the stage says why there is no profile.
+	step := &stage.Step{Store: in.Server.Store, Registry: in.Server.Registry, TempDir: t.TempDir(),
+		Available: func() error { return fmt.Errorf("%w: this host plays one without namespaces", sandbox.ErrUnsupported) }}
+	out, err := step.Run(ctx, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uev profile.StageEvidence
+	if json.Unmarshal(out.Evidence, &uev) != nil || uev.Profile != nil || uev.Status != profile.StatusUnavailable ||
+		!strings.Contains(uev.Reason, "plays one without namespaces") || !strings.Contains(uev.Reason, "needs a human decision") {
+		t.Fatalf("evidence without a sandbox: %s", out.Evidence)
+	}
+	for i := range j.Stages {
+		if j.Stages[i].Name == "profile" {
+			j.Stages[i].Evidence = out.Evidence
+		}
+	}
+	e, err := policy.Gather(ctx, in.Server.Store, empty, &j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := policy.Default().Evaluate(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Effect == policy.Allow || e.Profile.Present || e.Profile.Status != profile.StatusUnavailable || !slices.Contains(ruleNames(v), "profile-missing") {
+		t.Fatalf("verdict %s with %v on %+v", v.Effect, ruleNames(v), e.Profile)
+	}
+}
+
+func ruleNames(v policy.Verdict) []string {
+	var out []string
+	for _, f := range v.Fired {
+		out = append(out, f.Rule)
+	}
+	return out
+}
+
+func firedRules(t *testing.T, j store.Job) []string {
+	t.Helper()
+	var decided policy.Outcome
+	if ds := stageOf(j, "decide"); ds == nil || json.Unmarshal(ds.Evidence, &decided) != nil {
+		t.Fatalf("decide stage: %+v", ds)
+	}
+	return ruleNames(decided.Verdict)
 }
