@@ -266,9 +266,14 @@ func runSandbox(ctx context.Context, spec Spec, rt *runTrace) (*Result, error) {
 	tracing := false
 	stopTracer := make(chan struct{})
 	tracerDone := make(chan struct{})
+	// The control socket is closed by a defer; its reader must be done by
+	// then, or the descriptor number could be reused under it.
+	ctrlDone := make(chan struct{})
+	close(ctrlDone)
 	cleanup := func() {
 		killInit()
 		<-waited
+		<-ctrlDone
 		close(stopTracer)
 		if tracing {
 			<-tracerDone
@@ -341,7 +346,7 @@ func runSandbox(ctx context.Context, spec Spec, rt *runTrace) (*Result, error) {
 	}
 
 	// From here on the init reports asynchronously.
-	ctrlDone := make(chan struct{})
+	ctrlDone = make(chan struct{})
 	startErr := make(chan error, 1)
 	go func() {
 		defer close(ctrlDone)
