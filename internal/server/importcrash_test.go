@@ -620,6 +620,16 @@ func checkImagesAfterCrashes(t *testing.T, admin *server.Client, p *servertest.P
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Hardened images the harden stage recorded, with their originals.
+	hardened := map[string]string{}
+	for _, j := range jobs {
+		if hs := crashStage(j, "harden"); hs != nil && len(hs.Evidence) > 0 {
+			var ev struct{ Original, Hardened string }
+			if json.Unmarshal(hs.Evidence, &ev) == nil && ev.Hardened != "" {
+				hardened[ev.Hardened] = ev.Original
+			}
+		}
+	}
 	seen := map[string]bool{}
 	for _, img := range imgs {
 		if seen[img.Digest] {
@@ -630,6 +640,13 @@ func checkImagesAfterCrashes(t *testing.T, admin *server.Client, p *servertest.P
 			// Airlock's own artifacts (the scan stage's SBOM and report) refer to an imported digest.
 			if _, ok := wantRepo[img.Subject]; !ok {
 				t.Errorf("artifact %s refers to %s, which no done job imported", img.Digest, img.Subject)
+			}
+			continue
+		}
+		if orig, ok := hardened[img.Digest]; ok {
+			// The harden stage's image of an imported digest, stored beside it.
+			if _, ok := wantRepo[orig]; !ok {
+				t.Errorf("hardened image %s comes from %s, which no done job imported", img.Digest, orig)
 			}
 			continue
 		}
