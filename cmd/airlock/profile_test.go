@@ -9,9 +9,12 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/profile"
 	"github.com/airlock-dev/airlock/internal/profile/profiletest"
 	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
+	"github.com/airlock-dev/airlock/internal/server/servertest"
+	"github.com/airlock-dev/airlock/internal/store"
 )
 
 // Usage errors exit 2 before anything runs; diff reads only profile documents.
@@ -83,5 +86,31 @@ func TestProfileCommand(t *testing.T) {
 	empty := archive(t, sandboxtest.Image(t, v1.Config{}, sandboxtest.Layer(t, map[string]sandboxtest.File{"etc/": {Dir: true}})))
 	if code, _, errs := cli(t, "profile", "docker-archive:"+empty); code != exitUsage || !strings.Contains(errs, "no entrypoint") {
 		t.Fatalf("empty image: exit %d\n%s", code, errs)
+	}
+}
+
+// airlock profile diff DIGEST DIGEST reads the profiles a server's pipeline recorded.
+func TestProfileDiffFromServer(t *testing.T) {
+	profiletest.NeedSandbox(t)
+	up := servertest.StartUpstream(t)
+	clean := up.Push(t, "apps/svc:1.0", profiletest.App(t, false), nil)
+	trojan := up.Push(t, "apps/svc:1.1", profiletest.App(t, true), nil)
+	in := servertest.Start(t, func(c *config.Config) { c.Pipeline.MaxAttempts = 1 })
+	t.Setenv("AIRLOCK_SERVER", in.URL)
+	t.Setenv("AIRLOCK_TOKEN", in.Token(t, "cli", store.RolePusher))
+	t.Setenv("AIRLOCK_CREDENTIALS", filepath.Join(t.TempDir(), "creds.json"))
+	for _, tag := range []string{"1.0", "1.1"} {
+		if code, out, errs := cli(t, "import", up.Host+"/apps/svc:"+tag, "--insecure", "--wait"); code != exitDenied {
+			t.Fatalf("import %s: exit %d\n%s\n%s", tag, code, out, errs)
+		}
+	}
+	code, out, errs := cli(t, "profile", "diff", clean, trojan)
+	if code != 0 || !strings.Contains(out, "profile diff "+clean+" → "+trojan+"\n") || !strings.Contains(out, "+ executable  /tmp/.x/kworker\n") ||
+		!strings.Contains(out, "+ destination tcp pool.example.invalid:3333 stratum\n") {
+		t.Fatalf("diff by digest: exit %d\n%s\n%s", code, out, errs)
+	}
+	unknown := "sha256:" + strings.Repeat("0", 64)
+	if code, _, errs := cli(t, "profile", "diff", unknown, trojan); code != exitUsage || !strings.Contains(errs, "has no profile of "+unknown) {
+		t.Fatalf("unknown digest: exit %d\n%s", code, errs)
 	}
 }
