@@ -364,6 +364,11 @@ func (d *Decider) alertNewFindings(ctx context.Context, img store.Image, re stor
 		})
 		switch {
 		case errors.Is(err, store.ErrExists):
+		case errors.Is(err, store.ErrInvalidTransition):
+			// Revoked or back in quarantine meanwhile: nothing left to revoke.
+			alert.Message += "; it is no longer approved"
+			d.raise(ctx, alert)
+			return nil, nil
 		case err != nil:
 			return nil, err
 		default:
@@ -529,6 +534,9 @@ func (d *Decider) ExecuteDue(ctx context.Context) ([]store.Image, error) {
 		}
 		if reason != "" {
 			cr, err := d.Store.CancelRevocation(ctx, r.ID, "airlock", reason)
+			if errors.Is(err, store.ErrInvalidTransition) {
+				continue // another server closed it first
+			}
 			if err != nil {
 				return out, err
 			}
@@ -540,6 +548,9 @@ func (d *Decider) ExecuteDue(ctx context.Context) ([]store.Image, error) {
 			continue
 		}
 		revoked, err := d.Store.ExecuteRevocation(ctx, r.ID, "airlock")
+		if errors.Is(err, store.ErrInvalidTransition) {
+			continue // another server executed it first, or the digest left approval meanwhile
+		}
 		if err != nil {
 			return out, err
 		}
@@ -591,6 +602,9 @@ func (d *Decider) ExpireWaivers(ctx context.Context) error {
 			if d.Policy.Reevaluation.Calls(v) {
 				sr, err := d.Store.ScheduleRevocation(ctx, store.ScheduledRevocation{Digest: dg, Due: d.now().Add(d.Policy.Reevaluation.Grace),
 					Actor: "airlock", Reason: fmt.Sprintf("waiver %d of %s expired: %s", w.ID, w.Finding, policy.RejectReason(v))})
+				if errors.Is(err, store.ErrInvalidTransition) {
+					continue
+				}
 				if err != nil && !errors.Is(err, store.ErrExists) {
 					return err
 				}
