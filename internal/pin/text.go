@@ -5,7 +5,6 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
-
 )
 
 // lines maps byte offsets to 1-based lines and character columns. Lines end

@@ -21,10 +21,15 @@ type yamlFile struct {
 
 var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// parseYAML reads every document of content. Malformed YAML is a ParseError
-// naming the line.
+// parseYAML reads every document of content: the YAML manifests are mostly
+// written in by fastYAML, the rest by yaml.v3. Malformed YAML is a
+// ParseError naming the line.
 func parseYAML(content []byte) (*yamlFile, error) {
 	f := &yamlFile{lines: newLines(content), eol: eol(content)}
+	if docs, ok := fastYAML(content); ok {
+		f.docs = docs
+		return f, nil
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(content))
 	for {
 		var n yaml.Node
