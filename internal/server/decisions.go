@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,7 @@ type Decider struct {
 	// Metrics count alerts and revocations (nil: not counted).
 	Metrics  *DecisionMetrics
 	clock    atomic.Pointer[func() time.Time] // SetClock; nil: time.Now
+	reevalMu sync.Mutex                       // one re-evaluation at a time in this process
 	required []requirement
 }
 

@@ -138,6 +138,8 @@ func OpenAdvisories(ctx context.Context, data string) (*vulndb.DB, error) {
 // revocation scheduled after the grace period. An approved digest stays
 // approved until then: it never drops back to pending.
 func (d *Decider) Reevaluate(ctx context.Context, m scan.Matcher, actor string) (ReevaluationReport, error) {
+	d.reevalMu.Lock() // two imports at once must not alert twice for one finding
+	defer d.reevalMu.Unlock()
 	rep := ReevaluationReport{Snapshot: m.Snapshot(), Images: []ReevaluatedDigest{}, Skipped: []SkippedDigest{}}
 	for _, state := range []store.State{store.Approved, store.Quarantined} {
 		imgs, err := d.Store.Images(ctx, store.ImageFilter{State: state})
