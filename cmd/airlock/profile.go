@@ -131,7 +131,7 @@ airlock profile diff OLD NEW compares two profile documents.`,
 				return &exitError{code: exitInternal, err: err}
 			}
 			if c := prof.Critical(); len(c) > 0 {
-				return &exitError{code: exitDenied, err: fmt.Errorf("critical behaviour in the sandbox: %v", c)}
+				return &exitError{code: exitDenied, err: fmt.Errorf("the image showed critical behaviour in the sandbox: %s", strings.Join(c, ", "))}
 			}
 			return nil
 		},
