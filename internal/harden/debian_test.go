@@ -14,13 +14,16 @@ import (
 	"github.com/airlock-dev/airlock/internal/profile"
 )
 
-const pythonApp = `import json, hashlib, urllib.parse, datetime, ssl
+const pythonApp = `import json, hashlib, urllib.parse, datetime, ssl, sys
 with open("/app/data.json") as f:
     d = json.load(f)
 u = urllib.parse.urlparse(d["url"])
 print(u.hostname, hashlib.sha256(d["url"].encode()).hexdigest()[:12], datetime.date(2026, 1, 2).isoformat())
 ctx = ssl.create_default_context()
-print("ca certificates loaded:", ctx.cert_store_stats()["x509_ca"] > 0)
+ctx.load_verify_locations(cafile="/etc/ssl/certs/ca-certificates.crt")
+n = ctx.cert_store_stats()["x509_ca"]
+print("ca certificates loaded:", n)
+sys.exit(0 if n > 0 else 3)
 `
 
 // TestPythonApp: a Python app with stdlib imports on this machine's Debian

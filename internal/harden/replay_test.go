@@ -154,3 +154,60 @@ func TestKeepFixesWhatTheProfileMissed(t *testing.T) {
 		t.Fatalf("with --keep the replay still fails: %v", rr.Failures)
 	}
 }
+
+const tlsClientSrc = `package main
+
+import (
+	"crypto/x509"
+	"net/http"
+)
+
+func main() {
+	http.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	// Only this path needs the CA bundle (as an outgoing TLS call would).
+	http.HandleFunc("/tls", func(w http.ResponseWriter, r *http.Request) {
+		pool, err := x509.SystemCertPool()
+		if err != nil || len(pool.Subjects()) == 0 { //nolint:staticcheck // counting is enough here
+			http.Error(w, "no CA certificates", 500)
+			return
+		}
+		w.Write([]byte("trusted"))
+	})
+	http.ListenAndServe(":8080", nil)
+}
+`
+
+// TestCABundleDefault: the profile exercised /healthz only, so it never saw
+// the CA bundle opened; the ca-certificates default keeps it and the /tls
+// path still works on the hardened image; turned off, it does not.
+func TestCABundleDefault(t *testing.T) {
+	needSandbox(t)
+	pem, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	if err != nil {
+		t.Skipf("no CA bundle on this machine: %v", err)
+	}
+	img := sandboxtest.Image(t, v1.Config{Entrypoint: []string{"/app"}},
+		sandboxtest.Layer(t, map[string]sandboxtest.File{
+			"app":                               {Data: sandboxtest.GoProgram(t, tlsClientSrc), Mode: 0o755},
+			"etc/ssl/certs/ca-certificates.crt": {Data: pem, Mode: 0o644},
+		}))
+	narrow := makeProfile(t, img, profile.Options{Duration: 3 * time.Second, HTTPProbes: []sandbox.HTTPProbe{{Port: 8080, Path: "/healthz"}}})
+	full := makeProfile(t, img, profile.Options{Duration: 3 * time.Second, HTTPProbes: []sandbox.HTTPProbe{{Port: 8080, Path: "/healthz"}, {Port: 8080, Path: "/tls"}}})
+	if len(full.Probes) != 2 || full.Probes[1].Status != 200 {
+		t.Fatalf("the original does not answer /tls: %+v", full.Probes)
+	}
+	for _, c := range []struct {
+		off  []string
+		pass bool
+	}{{nil, true}, {[]string{"ca-certificates"}, false}} {
+		res, err := harden.Harden(context.Background(), img, narrow, harden.Options{TempDir: t.TempDir(), NoDefaults: c.off})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rr := replay(t, res.Image, full)
+		res.Close()
+		if rr.Passed != c.pass {
+			t.Errorf("defaults off %v: replay passed %t, want %t (%v)", c.off, rr.Passed, c.pass, rr.Failures)
+		}
+	}
+}

@@ -199,6 +199,19 @@ func DebianImage(packages []string, extra map[string]File, cfg v1.Config) (v1.Im
 			}
 		}
 	}
+	// Files maintainer scripts generate (not in any .list): the CA bundle
+	// and its hash links that update-ca-certificates writes.
+	for _, pkg := range pkgs {
+		if pkg != "ca-certificates" {
+			continue
+		}
+		generated, _ := filepath.Glob("/etc/ssl/certs/*")
+		for _, g := range generated {
+			if err := addPath(g); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
 	for _, d := range []string{"/var/lib/dpkg", "/tmp", "/root", "/etc"} {
 		if err := addPath(d); err != nil {
 			return nil, nil, err
