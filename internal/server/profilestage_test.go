@@ -215,3 +215,45 @@ func firedRules(t *testing.T, j store.Job) []string {
 	}
 	return ruleNames(decided.Verdict)
 }
+
+// From a multi-arch index the stage runs the image for the server's
+// platform; an index without one is not runnable here.
+func TestProfileStageIndex(t *testing.T) {
+	profiletest.NeedSandbox(t)
+	other := "arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "amd64"
+	}
+	hostImg := servertest.Image(t, v1.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		map[string][]byte{"app": servertest.GoBinary(t, runtime.GOARCH, "hello")}, []string{"/app"}, nil)
+	otherImg := servertest.Image(t, v1.Platform{OS: "linux", Architecture: other},
+		map[string][]byte{"app": servertest.GoBinary(t, other, "hello")}, []string{"/app"}, nil)
+	up := servertest.StartUpstream(t)
+	both := up.Push(t, "apps/multi:1", nil, servertest.Index(t, map[string]v1.Image{"linux/" + runtime.GOARCH: hostImg, "linux/" + other: otherImg}))
+	foreign := up.Push(t, "apps/foreign:1", nil, servertest.Index(t, map[string]v1.Image{"linux/" + other: otherImg}))
+	hostDigest, _ := hostImg.Digest()
+	_, c := startForImport(t, nil)
+
+	for _, tc := range []struct {
+		tag, index, status, digest string
+	}{
+		{"apps/multi:1", both, profile.StatusProfiled, hostDigest.String()},
+		{"apps/foreign:1", foreign, profile.StatusNotRunnable, ""},
+	} {
+		ev := importJSON(t, c, server.ImportRequest{Source: up.Host + "/" + tc.tag, Insecure: true})
+		j := waitJob(t, c, ev.Job.ID)
+		var pev profile.StageEvidence
+		ps := stageOf(j, "profile")
+		if j.Digest != tc.index || ps == nil || ps.Status != store.StageDone || json.Unmarshal(ps.Evidence, &pev) != nil ||
+			pev.Status != tc.status || pev.Digest != tc.digest {
+			t.Fatalf("%s: %+v", tc.tag, ps)
+		}
+		if tc.status == profile.StatusProfiled && (pev.Platform != "linux/"+runtime.GOARCH || pev.Profile == nil || pev.Profile.Image.Digest != tc.digest ||
+			len(pev.Artifacts) != 1 || pev.Profile.Exit.Code != 0) {
+			t.Fatalf("%s: evidence %s", tc.tag, ps.Evidence)
+		}
+		if tc.status == profile.StatusNotRunnable && !strings.Contains(pev.Reason, "no image for linux/"+runtime.GOARCH) {
+			t.Fatalf("%s: reason %q", tc.tag, pev.Reason)
+		}
+	}
+}
