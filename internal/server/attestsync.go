@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 
+	"github.com/airlock-dev/airlock/internal/attest"
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
@@ -79,4 +81,103 @@ func (d *Decider) syncAttestation(ctx context.Context, img store.Image, target s
 		d.Log.Info("attestation copied to a new repository", "digest", target, "repository", repo)
 	}
 	return nil
+}
+
+// Reattest signs the SBOM and vulnerability attestations of an approved
+// digest again, as of now (after a re-evaluation changed its findings), and
+// stores them beside its approval — the approval envelope itself is kept
+// byte for byte — under the same .att tag in every repository holding an
+// unrevoked attestation of it. The previous attestation image stays
+// reachable by digest and as a referrer.
+func (d *Decider) Reattest(ctx context.Context, img store.Image) error {
+	if d.Registry == nil || img.State != store.Approved || len(img.Repositories) == 0 {
+		return nil
+	}
+	_, ev, err := d.Verdict(ctx, img.Digest)
+	if err != nil {
+		return err
+	}
+	scanned, err := d.scanAttestations(ctx, img, ev)
+	if err != nil {
+		return err
+	}
+	targets := []string{img.Digest}
+	for _, c := range img.Children {
+		targets = append(targets, c.Digest)
+	}
+	for _, t := range targets {
+		if len(scanned[t]) == 0 {
+			continue
+		}
+		atts, err := d.Store.Attestations(ctx, t)
+		if err != nil {
+			return err
+		}
+		done := map[string]bool{}
+		for _, a := range atts { // newest first: the one in force per repository
+			if a.RevokedAt != nil || done[a.Repository] {
+				continue
+			}
+			done[a.Repository] = true
+			if err := d.reattestOne(ctx, a, scanned[t]); err != nil {
+				return fmt.Errorf("attestation of %s in %s: %w", t, a.Repository, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (d *Decider) reattestOne(ctx context.Context, a store.Attestation, scanned []attest.Layer) error {
+	old, err := d.Registry.Image(ctx, a.Repository, a.Manifest)
+	if err != nil {
+		return err
+	}
+	m, err := old.Manifest()
+	if err != nil {
+		return err
+	}
+	if m.Subject == nil {
+		return fmt.Errorf("attestation %s has no subject", a.Manifest)
+	}
+	var approval []byte
+	for _, l := range m.Layers {
+		if l.Annotations[attest.AnnotationPredicateType] != attest.ApprovalPredicateType {
+			continue
+		}
+		if l.Size > 4<<20 {
+			return fmt.Errorf("approval layer %s is %d bytes", l.Digest, l.Size)
+		}
+		layer, err := old.LayerByDigest(l.Digest)
+		if err != nil {
+			return err
+		}
+		rc, err := layer.Compressed()
+		if err != nil {
+			return err
+		}
+		approval, err = io.ReadAll(io.LimitReader(rc, 4<<20))
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		break
+	}
+	if approval == nil {
+		return fmt.Errorf("attestation %s holds no approval", a.Manifest)
+	}
+	layers := append([]attest.Layer{{Envelope: approval, PredicateType: attest.ApprovalPredicateType}}, scanned...)
+	img, err := attest.ManifestOf(layers, *m.Subject)
+	if err != nil {
+		return err
+	}
+	md, err := d.Registry.PutOwnArtifact(ctx, a.Repository, a.Tag, img, "scan attestations of "+a.Digest+" signed again after re-evaluation")
+	if err != nil {
+		return err
+	}
+	if md == a.Manifest {
+		return nil
+	}
+	n := a
+	n.Manifest, n.CreatedAt = md, d.now()
+	return d.Store.RecordAttestation(ctx, n)
 }

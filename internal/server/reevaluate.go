@@ -345,6 +345,12 @@ func (d *Decider) reevaluate(ctx context.Context, m scan.Matcher, img store.Imag
 		return nil, err
 	}
 	out.Verdict = v.Effect
+	if img.State == store.Approved {
+		// The vuln attestation says what is known now; the approval stays as signed.
+		if err := d.Reattest(ctx, img); err != nil {
+			d.Log.Error("sign the scan attestations again", "digest", img.Digest, "err", err)
+		}
+	}
 	if img.State != store.Approved || len(newKeys) == 0 {
 		return out, nil
 	}

@@ -16,6 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/airlock-dev/airlock/internal/attest"
 	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/policy"
 	"github.com/airlock-dev/airlock/internal/scan/vulndb"
@@ -172,6 +173,11 @@ func TestReevaluationRevokesAfterGrace(t *testing.T) {
 	if _, err := approver.Approve(ctx, want, server.DecisionRequest{Reason: "reviewed"}); err != nil {
 		t.Fatal(err)
 	}
+	pull := in.Token(t, "dev", store.RolePuller)
+	before := envelopesOf(t, in, ev.Result.Repository, want, pull)
+	if _, ok := before[attest.VulnPredicateType]; ok || len(before) != 2 {
+		t.Fatalf("approved without advisory data: layers %v; want approval and SBOM, no vuln result", keys(before))
+	}
 	// Re-evaluating without advisory data is a clear error.
 	if _, err := admin.Reevaluate(ctx); err == nil || !strings.Contains(err.Error(), "airlock db import") {
 		t.Fatalf("re-evaluate with no advisory database: %v", err)
@@ -213,6 +219,27 @@ func TestReevaluationRevokesAfterGrace(t *testing.T) {
 	due := got.Revocation.Due
 	if d := due.Sub(clock.now()); d < 59*time.Minute || d > time.Hour {
 		t.Errorf("revocation due %s, %s from now; want the policy's 1h grace", due, d)
+	}
+	// The approved digest's vuln attestation now tells what is known; its approval is unchanged.
+	after := envelopesOf(t, in, ev.Result.Repository, want, pull)
+	if after[attest.ApprovalPredicateType].Payload != before[attest.ApprovalPredicateType].Payload {
+		t.Error("re-evaluation changed the signed approval")
+	}
+	pubPEM, _ := admin.PublicKey(ctx)
+	pub, _ := attest.ParsePublicKey(pubPEM)
+	vp, err := attest.Verify(pub, after[attest.VulnPredicateType])
+	if err != nil {
+		t.Fatalf("vuln attestation after re-evaluation: %v", err)
+	}
+	vst, _ := attest.ParseStatement(vp)
+	var vuln attest.Vuln
+	var vres attest.VulnResult
+	if json.Unmarshal(vst.Predicate, &vuln) != nil || json.Unmarshal(vuln.Scanner.Result, &vres) != nil || !vst.Covers(want) ||
+		vres.Snapshot != snap || !vres.Reevaluated || len(vres.Vulnerabilities) != 1 || vres.Vulnerabilities[0]["id"] != "PYSEC-2023-74" {
+		t.Fatalf("vuln attestation after re-evaluation: %s", vst.Predicate)
+	}
+	if _, err := verifyWith(t, in, pull, in.Host+"/"+ev.Result.Repository+"@"+want, pubPEM); err != nil {
+		t.Fatalf("verify during the grace period: %v", err)
 	}
 	// The alert reached the webhook, the metric and the audit log.
 	alerts := sink.of(server.AlertNewFindings, want)
