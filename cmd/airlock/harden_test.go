@@ -11,13 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/airlock-dev/airlock/internal/harden"
 	"github.com/airlock-dev/airlock/internal/profile"
 	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
+	"github.com/airlock-dev/airlock/internal/server/servertest"
 )
 
 const hardenMinerSrc = `package main
@@ -136,6 +139,21 @@ func TestHardenCommand(t *testing.T) {
 	}
 	if slices.Contains(names, "usr/local/bin/xmrig") || !slices.Contains(names, "app") || !slices.Contains(names, "etc/app.conf") {
 		t.Errorf("hardened layer: %v", names)
+	}
+
+	// --to pushes the same image to a registry.
+	up := servertest.StartUpstream(t)
+	code, _, stderr = cli(t, "harden", src, "--profile", pf, "--to", up.Host+"/apps/tool:hardened", "--insecure", "--no-replay", "--no-scan")
+	if code != 0 {
+		t.Fatalf("--to: exit %d: %s", code, stderr)
+	}
+	ref, _ := name.ParseReference(up.Host+"/apps/tool:hardened", name.Insecure)
+	pushed, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := pushed.Digest(); d.String() != rep.Hardened.Digest {
+		t.Errorf("pushed %s, reported %s", d, rep.Hardened.Digest)
 	}
 
 	// --keep brings back what the profile missed; the table names the miner.
