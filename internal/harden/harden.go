@@ -181,7 +181,12 @@ func Harden(ctx context.Context, img v1.Image, pr *profile.Profile, o Options) (
 	// The entrypoint and cmd run even if the profile missed them (a run
 	// that failed to start records nothing).
 	if argv := append(append([]string(nil), cf.Config.Entrypoint...), cf.Config.Cmd...); len(argv) > 0 {
-		if p := ix.lookPath(argv[0], k.pathEnv); p != "" {
+		prog := argv[0]
+		if !strings.HasPrefix(prog, "/") && strings.Contains(prog, "/") {
+			// "./app" runs from the working directory.
+			prog = path.Join("/", cf.Config.WorkingDir, prog)
+		}
+		if p := ix.lookPath(prog, k.pathEnv); p != "" {
 			k.addResolved(p, "entrypoint")
 		}
 	}

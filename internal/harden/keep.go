@@ -116,6 +116,9 @@ type keepSet struct {
 	// databases).
 	synthetic map[string][]byte
 	metaOn    bool
+	// loader caches the loader's search directories per ELF class and
+	// machine (they come from files of the image, read once).
+	loader map[[2]int][]string
 }
 
 func newKeepSet(ix *Index, env []string) *keepSet {
@@ -238,7 +241,16 @@ func (k *keepSet) elfNeeds(p string) {
 	for _, d := range info.runpath {
 		dirs = append(dirs, expandOrigin(d, origin, info.class, info.machine))
 	}
-	dirs = append(dirs, k.ix.loaderDirs(info.class, info.machine)...)
+	key := [2]int{int(info.class), int(info.machine)}
+	if k.loader == nil {
+		k.loader = map[[2]int][]string{}
+	}
+	ld, ok := k.loader[key]
+	if !ok {
+		ld = k.ix.loaderDirs(info.class, info.machine)
+		k.loader[key] = ld
+	}
+	dirs = append(dirs, ld...)
 	for _, name := range info.needed {
 		if strings.Contains(name, "/") {
 			k.addResolved(CleanPath(name), "library needed by "+p)
