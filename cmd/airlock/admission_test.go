@@ -94,3 +94,27 @@ func TestAdmissionCommands(t *testing.T) {
 		t.Errorf("--help: %d %.200s", code, out)
 	}
 }
+
+// The admission section is configuration like any other: --webhook-addr is
+// an alias of --admission-webhook-addr, and bad values are usage errors.
+func TestServeAdmissionConfig(t *testing.T) {
+	code, out, stderr := cli(t, "serve", "--data", t.TempDir(), "--webhook-addr", "127.0.0.1:9443", "--admission-exempt", "legacy-*",
+		"--admission-namespaces", "staging-*=warn", "--print-config")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"webhookAddr: 127.0.0.1:9443", "- legacy-*", "- staging-*=warn", "mode: enforce", "registryHosts:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--print-config lacks %q:\n%s", want, out)
+		}
+	}
+	for _, args := range [][]string{
+		{"--admission-mode", "lenient"},
+		{"--admission-namespaces", "staging"},
+		{"--admission-tls-cert", "only-the-cert.pem"},
+	} {
+		if code, _, _ := cli(t, append([]string{"serve", "--data", t.TempDir(), "--print-config"}, args...)...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
