@@ -298,6 +298,16 @@ func (c *kubeCluster) testEphemeral(t *testing.T) {
 	if n := len(got.Spec.EphemeralContainers); n != 1 {
 		t.Fatalf("stored pod has %d ephemeral containers, want 1", n)
 	}
+
+	// By an approved private tag: pinned by the mutating webhook like any container.
+	got.Spec.EphemeralContainers = append(got.Spec.EphemeralContainers, kubetest.EphemeralContainer("tagged", kubeRegistry+"/team/debug:1"))
+	got, err = pods.UpdateEphemeralContainers(ctx, pod.Name, got, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatalf("ephemeral container by an approved private tag: %v", err)
+	}
+	if img, want := got.Spec.EphemeralContainers[1].Image, kubeRegistry+"/team/debug:1@"+c.approved["team/debug:1"]; img != want {
+		t.Errorf("stored ephemeral container image %s, want %s", img, want)
+	}
 }
 
 // testRevocation: once a digest is revoked, the very next admission is
