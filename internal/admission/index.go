@@ -89,6 +89,7 @@ type snapshot struct {
 	built   time.Time
 	digests map[string]*approved
 	tags    sync.Map // repo + ":" + tag → digest ("" when the tag points nowhere)
+	ntags   atomic.Int64
 	// retry: an attestation could not be read; rebuild on the next refresh.
 	retry bool
 }
@@ -256,6 +257,9 @@ func (s *snapshot) lookup(digest string) *approved {
 
 const maxEnvelope = 4 << 20
 
+// maxCachedTags bounds the tag resolutions one snapshot keeps.
+const maxCachedTags = 10000
+
 // verify checks the newest unrevoked approval attestation of digest with the
 // key: a DSSE signature over an in-toto statement naming digest, of the
 // approval predicate type, deciding "approved" for digest (or its index
@@ -418,7 +422,11 @@ func (x *Index) Resolve(ctx context.Context, repo, tag string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%w: resolve %s: %v", ErrUnavailable, key, err)
 		}
-		s.tags.Store(key, d)
+		// Bounded: pods naming endless made-up tags must not grow memory
+		// until the next store write.
+		if s.ntags.Add(1) <= maxCachedTags {
+			s.tags.Store(key, d)
+		}
 		dgst = d
 	}
 	if dgst == "" {
