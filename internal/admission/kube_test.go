@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,12 +22,15 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/airlock-dev/airlock/internal/admission"
 	"github.com/airlock-dev/airlock/internal/admission/kubetest"
 	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
 	"github.com/airlock-dev/airlock/internal/server"
 	"github.com/airlock-dev/airlock/internal/server/servertest"
+	"github.com/airlock-dev/airlock/internal/store"
 )
 
 // kubeRegistry is the private registry as the pods of these tests name it;
@@ -55,7 +59,8 @@ func TestKubeAPIServer(t *testing.T) {
 	webhookAddr := kubeFreeAddr(t)
 	// No --tls-cert: the server generates its webhook certificate into the
 	// data directory on first start, and its CA is the caBundle, as in the docs.
-	p := servertest.StartProcess(t, bin, data, "", "--registry-host", kubeRegistry, "--webhook-addr", webhookAddr)
+	p := servertest.StartProcess(t, bin, data, "", "--registry-host", kubeRegistry, "--webhook-addr", webhookAddr,
+		"--admission-namespaces", "canary=warn", "--admission-exempt", "tools")
 	ca, err := os.ReadFile(filepath.Join(data, admission.CAFile))
 	if err != nil {
 		t.Fatalf("the webhook's generated CA bundle: %v", err)
@@ -71,7 +76,9 @@ func TestKubeAPIServer(t *testing.T) {
 	// The webhooks first: the policy, a validating plugin that runs before
 	// them, would answer many denials in their place. testPolicyAlone adds it.
 	cp.Install(t, kubetest.Admission{Validating: c.admission.Validating, Mutating: c.admission.Mutating})
-	c.createNamespace(t)
+	for _, ns := range []string{c.ns, "canary", "tools"} {
+		c.createNamespace(t, ns)
+	}
 	c.waitWebhooks(t)
 	t.Logf("images pushed and webhooks called after %s", time.Since(start).Round(time.Millisecond))
 
@@ -80,6 +87,7 @@ func TestKubeAPIServer(t *testing.T) {
 	t.Run("Mutation", c.testMutation)
 	t.Run("Workloads", c.testWorkloads)
 	t.Run("EphemeralContainers", c.testEphemeral)
+	t.Run("NamespaceModes", c.testNamespaceModes)
 	t.Run("Revocation", c.testRevocation)
 	t.Run("WebhookDown", c.testWebhookDown)
 	t.Run("PolicyAlone", c.testPolicyAlone)
@@ -127,9 +135,9 @@ func (c *kubeCluster) pinned(repoTag string) string {
 	return kubeRegistry + "/" + repo + "@" + d
 }
 
-func (c *kubeCluster) createNamespace(t *testing.T) {
+func (c *kubeCluster) createNamespace(t *testing.T, name string) {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.ns}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if _, err := c.cp.Client.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -308,6 +316,59 @@ func (c *kubeCluster) testEphemeral(t *testing.T) {
 	if img, want := got.Spec.EphemeralContainers[1].Image, kubeRegistry+"/team/debug:1@"+c.approved["team/debug:1"]; img != want {
 		t.Errorf("stored ephemeral container image %s, want %s", img, want)
 	}
+}
+
+// warnings collects the Warning headers the API server sends a client.
+type warnings struct {
+	mu   sync.Mutex
+	text []string
+}
+
+func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.text = append(w.text, text)
+}
+
+func (w *warnings) all() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.text, "\n")
+}
+
+// testNamespaceModes: a namespace in warn mode admits a pod the webhook
+// would deny and the client sees why in the API server's warnings; an exempt
+// namespace admits it and the exemption is in airlock's audit log.
+func (c *kubeCluster) testNamespaceModes(t *testing.T) {
+	ctx := context.Background()
+	seen := &warnings{}
+	cfg := rest.CopyConfig(c.cp.Config)
+	cfg.WarningHandler = seen
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := c.pinned("team/new:1")
+	spec := kubetest.PodSpec(kubetest.Container("app", bad))
+	if _, err := cs.CoreV1().Pods("canary").Create(ctx, kubetest.Pod("canary", "would-deny", spec), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("pod in a warn-mode namespace: %v", err)
+	}
+	if w := seen.all(); !strings.Contains(w, "warn mode") || !strings.Contains(w, bad) || !strings.Contains(w, "app") {
+		t.Errorf("warnings %q do not say what would be denied", w)
+	}
+	if _, err := cs.CoreV1().Pods("tools").Create(ctx, kubetest.Pod("tools", "exempt", spec), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("pod in an exempt namespace: %v", err)
+	}
+	entries, err := c.api.Audit(ctx, store.AuditFilter{Action: admission.AuditActionExempted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || !strings.Contains(string(entries[0].Detail), bad) || !strings.Contains(entries[0].Subject+string(entries[0].Detail), "tools") {
+		t.Errorf("audit of the exemption: %+v", entries)
+	}
+	// Enforcing namespaces are not affected.
+	_, err = cs.CoreV1().Pods(c.ns).Create(ctx, kubetest.Pod(c.ns, "would-deny", spec), metav1.CreateOptions{})
+	kubeDenied(t, "the same pod in an enforcing namespace", err, admission.ValidatingName, bad)
 }
 
 // testRevocation: once a digest is revoked, the very next admission is
