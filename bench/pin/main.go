@@ -188,7 +188,8 @@ func run(o options) error {
 		r.Pinned = changedLines(from, last)
 		return r, last, nil
 	}
-	log.Printf("measuring (%d runs each)", o.reps)
+	loadBefore := loadAverage()
+	log.Printf("measuring (%d runs each); load average %s", o.reps, loadBefore)
 	aServer, _, err := measure("airlock pin (server)", "all formats", src, func(dir string) *exec.Cmd {
 		return exec.Command(airlock, "pin", "--write", "--server", srvURL, dir)
 	}, "warm server on 127.0.0.1: one batched resolve request")
@@ -219,12 +220,22 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	// the floor under every airlock run: the one binary's start-up (runtime
+	// and package initialisation of every command's dependencies)
+	aStart, _, err := measure("airlock version", "start-up only", subset, func(string) *exec.Cmd {
+		return exec.Command(airlock, "version")
+	}, "the binary's start-up alone, no files read")
+	if err != nil {
+		return err
+	}
+	aStart.Files = 0
 	missed := notCovered(subset, fzDir, aSubDir)
 	fz.Coverage = fmt.Sprintf("airlock pinned %d of the %d lines frizbee pinned", fz.Pinned-len(missed), fz.Pinned)
-	results = append(results, aServer, aLock, aSubSrv, aSub, fz)
+	results = append(results, aServer, aLock, aSubSrv, aSub, aStart, fz)
 	results = append(results, result{Tool: "ratchet", Note: "not measured: the Go module proxy refuses github.com/sethvargo/ratchet (403 Forbidden) on this machine, so it cannot be installed with go install"})
 
 	md := report(results, o, nAll, nSub, fz, aSub, aSubSrv, aLock, aServer, missed)
+	md += fmt.Sprintf("Load average (1, 5, 15 min): %s before the timed runs, %s after.\n", loadBefore, loadAverage())
 	fmt.Print(md)
 	if o.out == "" {
 		return nil
@@ -252,7 +263,7 @@ func report(results []result, o options, nAll, nSub int, fz, aSub, aSubSrv, aLoc
 		fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %d | %s |\n", r.Tool, r.Scope, r.Files, r.Median.Round(time.Millisecond), r.CPU.Round(time.Millisecond), r.Pinned, r.Note)
 	}
 	ratio := func(a, b time.Duration) string { return fmt.Sprintf("%.1f×", float64(a)/float64(b)) }
-	fmt.Fprintf(&b, "\nOn frizbee's formats: airlock with the lock file is %s faster than frizbee (CPU %s), with the server %s (CPU %s).\n",
+	fmt.Fprintf(&b, "\nOn frizbee's formats: airlock with the lock file is %s faster than frizbee in wall time (%s in CPU time), with the server %s (%s in CPU time).\n",
 		ratio(fz.Median, aSub.Median), ratio(fz.CPU, aSub.CPU), ratio(fz.Median, aSubSrv.Median), ratio(fz.CPU, aSubSrv.CPU))
 	fmt.Fprintf(&b, "All formats: lock file %s, server %s (%d lines pinned).\n", aLock.Median.Round(time.Millisecond), aServer.Median.Round(time.Millisecond), aServer.Pinned)
 	fmt.Fprintf(&b, "Coverage: %s", fz.Coverage)
@@ -440,6 +451,19 @@ func forEachLine(a, b string, fn func(rel string, i int, la, lb string)) {
 		}
 		return nil
 	})
+}
+
+// loadAverage is the machine's load average (1, 5, 15 minutes), for the report.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func median(ds []time.Duration) time.Duration {

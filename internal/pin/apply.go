@@ -139,17 +139,19 @@ func splitEdits(r Ref, t target) ([]Edit, error) {
 // are an error.
 func apply(content []byte, es []Edit) ([]byte, error) {
 	sort.SliceStable(es, func(i, j int) bool { return es[i].Start < es[j].Start })
-	var b strings.Builder
-	b.Grow(len(content) + 128*len(es))
+	size := len(content)
+	for _, e := range es {
+		size += len(e.New) - max(e.End-e.Start, 0)
+	}
+	b := make([]byte, 0, max(size, 0))
 	last := 0
 	for _, e := range es {
 		if e.Start < last || e.End < e.Start || e.End > len(content) {
 			return nil, fmt.Errorf("overlapping or out-of-range edit at byte %d", e.Start)
 		}
-		b.Write(content[last:e.Start])
-		b.WriteString(e.New)
+		b = append(b, content[last:e.Start]...)
+		b = append(b, e.New...)
 		last = e.End
 	}
-	b.Write(content[last:])
-	return []byte(b.String()), nil
+	return append(b, content[last:]...), nil
 }

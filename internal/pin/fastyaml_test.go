@@ -125,4 +125,3 @@ func FuzzFastYAML(f *testing.F) {
 		checkFastYAML(t, []byte(s))
 	})
 }
-

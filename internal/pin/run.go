@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -176,6 +177,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep.Errors = append(rep.Errors, walkErrs...)
 
 	results := scanAll(files, opts.Finders)
+	nrefs := 0
+	for _, s := range results {
+		nrefs += len(s.refs)
+	}
+	rep.Findings = slices.Grow(rep.Findings, nrefs)
 	// one batch of unique references for the whole run
 	var items []server.ResolveItem
 	seen := map[string]bool{}

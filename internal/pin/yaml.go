@@ -133,11 +133,18 @@ func pairs(m *yaml.Node) []pair {
 	if m == nil || m.Kind != yaml.MappingNode {
 		return nil
 	}
+	if !hasMerge(m) {
+		out := make([]pair, 0, len(m.Content)/2)
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			out = append(out, pair{m.Content[i], m.Content[i+1]})
+		}
+		return out
+	}
 	var out, merged []pair
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
-		if k.Kind == yaml.ScalarNode && k.Value == "<<" && k.Tag != "!!str" {
+		if isMergeKey(k) {
 			v = deref(v)
 			var srcs []*yaml.Node
 			if v != nil && v.Kind == yaml.SequenceNode {
@@ -168,18 +175,40 @@ func pairs(m *yaml.Node) []pair {
 	return out
 }
 
+// isMergeKey is a `<<` key that merges mappings into the one holding it.
+func isMergeKey(k *yaml.Node) bool {
+	return k.Kind == yaml.ScalarNode && k.Value == "<<" && k.Tag != "!!str"
+}
+
+// hasMerge reports whether mapping m has a merge key.
+func hasMerge(m *yaml.Node) bool {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if isMergeKey(m.Content[i]) {
+			return true
+		}
+	}
+	return false
+}
+
 // get returns the value of key in mapping m (after merges), dereferenced.
 func get(m *yaml.Node, key string) *yaml.Node {
-	for _, p := range pairs(m) {
-		if p.key.Value == key {
-			return deref(p.value)
-		}
+	if p, ok := getPair(m, key); ok {
+		return deref(p.value)
 	}
 	return nil
 }
 
 // getPair returns the key node and value of key in m.
 func getPair(m *yaml.Node, key string) (pair, bool) {
+	if d := deref(m); d != nil && d.Kind == yaml.MappingNode && !hasMerge(d) {
+		// no merge: the first key of that name, without listing the pairs
+		for i := 0; i+1 < len(d.Content); i += 2 {
+			if d.Content[i].Value == key {
+				return pair{d.Content[i], d.Content[i+1]}, true
+			}
+		}
+		return pair{}, false
+	}
 	for _, p := range pairs(m) {
 		if p.key.Value == key {
 			return p, true
