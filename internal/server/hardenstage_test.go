@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -133,5 +135,85 @@ func TestHardenStage(t *testing.T) {
 	}
 	if ls, _ := st.DerivedFrom(ctx, orig); len(ls) != 1 {
 		t.Errorf("lineage recorded %d times", len(ls))
+	}
+}
+
+const hardenStatSrc = `package main
+
+import "os"
+
+func main() {
+	// A stat, not an open: the profile does not see the file used.
+	if _, err := os.Stat("/etc/feature.flag"); err != nil {
+		os.Exit(2)
+	}
+}
+`
+
+// A file the program only stats is not in the profile, so the hardened
+// image exits differently: the replay fails, the original is kept, no
+// hardened digest is stored and the report says why. The repository's
+// config (DATA/harden/REPO.yaml) keeping the file fixes it.
+func TestHardenStageReplayFails(t *testing.T) {
+	profiletest.NeedSandbox(t)
+	img := sandboxtest.Image(t, v1.Config{Entrypoint: []string{"/usr/bin/tool"}},
+		sandboxtest.Layer(t, map[string]sandboxtest.File{
+			"usr/bin/tool":     {Data: sandboxtest.GoProgram(t, hardenStatSrc), Mode: 0o755},
+			"etc/feature.flag": {Data: []byte("on\n"), Mode: 0o644},
+		}))
+	up := servertest.StartUpstream(t)
+	orig := up.Push(t, "apps/flag:1.0", img, nil)
+	in, c := startForImport(t, func(c *config.Config) { c.Profile.Duration = 5 * time.Second })
+	ctx := context.Background()
+	ev := importJSON(t, c, server.ImportRequest{Source: up.Host + "/apps/flag:1.0", Insecure: true})
+	if ev.Type != "result" {
+		t.Fatalf("import: %+v", ev)
+	}
+	j := waitJob(t, c, ev.Job.ID)
+	hs := stageOf(j, "harden")
+	var hev hardenstage.Evidence
+	if hs == nil || hs.Status != store.StageDone || json.Unmarshal(hs.Evidence, &hev) != nil {
+		t.Fatalf("harden stage: %+v", hs)
+	}
+	if hev.Status != hardenstage.StatusReplayFailed || hev.ReplayPassed || hev.Hardened != "" || len(hev.ReplayFailures) == 0 ||
+		!strings.Contains(hev.Reason, "the original is kept") {
+		t.Fatalf("evidence: %s", hs.Evidence)
+	}
+	st := in.Server.Store
+	if ls, _ := st.DerivedFrom(ctx, orig); len(ls) != 0 {
+		t.Errorf("a hardened image that failed its replay was linked: %+v", ls)
+	}
+	repo := strings.Replace(up.Host, ":", "_", 1) + "/apps/flag"
+	imgs, err := st.Images(ctx, store.ImageFilter{Repository: repo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, im := range imgs {
+		if im.Digest != orig && im.Subject == "" {
+			t.Errorf("the repository holds %s besides the original and its referrers", im.Digest)
+		}
+	}
+	if refs, _ := st.Referrers(ctx, repo, orig); !slices.ContainsFunc(refs, func(r store.Referrer) bool { return r.ArtifactType == harden.ArtifactType }) {
+		t.Errorf("the report of the failed replay is not attached: %+v", refs)
+	}
+
+	// The repository's config keeps the file: run the stage again.
+	cfgPath := harden.RepositoryConfigPath(filepath.Join(in.Data, "harden"), repo)
+	if err := os.MkdirAll(filepath.Dir(cfgPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, []byte("keep: [/etc/feature.flag]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := in.Server.Runner.Steps["harden"].Run(ctx, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fixed hardenstage.Evidence
+	if json.Unmarshal(out.Evidence, &fixed) != nil || fixed.Status != hardenstage.StatusHardened || fixed.Hardened == "" {
+		t.Fatalf("with the config: %s", out.Evidence)
+	}
+	if ls, _ := st.DerivedFrom(ctx, orig); len(ls) != 1 || ls[0].Derived != fixed.Hardened {
+		t.Errorf("lineage: %+v", ls)
 	}
 }
