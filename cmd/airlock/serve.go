@@ -26,7 +26,8 @@ func newServe() *cobra.Command {
 		Short: "Run the private registry, its gate and the API",
 		Long: `Serve the OCI distribution API under /v2/ with a gate that refuses manifests and blobs
 of digests that are not approved, the registry token endpoint /token, the API under /api/v1,
-/healthz, /readyz and /metrics. Every setting comes from --config, AIRLOCK_* variables or flags.`,
+/healthz, /readyz and /metrics, and on --webhook-addr the Kubernetes admission webhook over TLS
+(docs/admission.md). Every setting comes from --config, AIRLOCK_* variables or flags.`,
 		Example: `  airlock serve --addr 127.0.0.1:5000 --data ./airlock-data
   airlock serve --config airlock.yaml --allow-unvetted 'cache/**'
   airlock serve --print-config`,

@@ -123,7 +123,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s.Decider.Metrics = NewDecisionMetrics(reg)
-	if s.Admission, err = s.newAdmission(reg); err != nil {
+	if s.Admission, err = s.newAdmission(ctx, reg); err != nil {
 		return nil, err
 	}
 	s.Runner = pipeline.NewRunner(st, s.Importer, s.scanStep(), s.profileStep(), s.hardenStep(), s.decideStep())

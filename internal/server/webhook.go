@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net"
 
@@ -11,14 +12,24 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/admission"
 	"github.com/airlock-dev/airlock/internal/attest"
+	"github.com/airlock-dev/airlock/internal/store"
 )
 
 // newAdmission assembles the Kubernetes admission webhook on this server's
 // store and registry: approvals come from the store, attestations are read
 // from the registry's own storage and verified with the configured key (by
 // default the key this server signs with).
-func (s *Server) newAdmission(reg prometheus.Registerer) (*admission.Webhook, error) {
+func (s *Server) newAdmission(ctx context.Context, reg prometheus.Registerer) (*admission.Webhook, error) {
 	ac := s.Config.Admission
+	// Exemptions are configuration only; each start records them, as it
+	// records allowUnvetted, and each admission one decides is audited again.
+	for _, g := range ac.Exempt {
+		detail, _ := json.Marshal(map[string]string{"namespaceGlob": g})
+		if _, err := s.Store.Audit(ctx, store.AuditEntry{Actor: "airlock serve", Action: "serve.admission-exempt", Subject: g, Detail: detail}); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		s.Log.Warn("namespaces exempt from admission", "glob", g)
+	}
 	var key crypto.PublicKey = s.Decider.Signer.Public()
 	if ac.KeyFile != "" {
 		var err error

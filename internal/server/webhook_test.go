@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/airlock-dev/airlock/internal/admission"
+	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/server/servertest"
 	"github.com/airlock-dev/airlock/internal/store"
 )
@@ -26,7 +27,11 @@ import (
 // The server's own webhook: a certificate generated into the data directory
 // (key 0600), approvals from the server's store, decisions on /metrics.
 func TestServerWebhook(t *testing.T) {
-	in := servertest.Start(t, nil)
+	in := servertest.Start(t, func(c *config.Config) { c.Admission.Exempt = []string{"legacy-*"} })
+	es, err := in.Server.Store.AuditEntries(context.Background(), store.AuditFilter{Action: "serve.admission-exempt"})
+	if err != nil || len(es) != 1 || es[0].Subject != "legacy-*" {
+		t.Fatalf("configured exemption not audited at start: %+v %v", es, err)
+	}
 	if !in.Server.WebhookEnabled() {
 		t.Fatal("the webhook is off by default")
 	}
