@@ -196,6 +196,9 @@ func reevaluate(cmd *cobra.Command, data, srv, cfgFile, snapshot string) (*serve
 		fmt.Fprintf(cmd.ErrOrStderr(), "airlock: no store in %s: nothing to re-evaluate\n", data)
 		return nil, nil
 	}
+	if cfg.Policy.File == "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "airlock: re-evaluating offline with the embedded strict policy; give the server's configuration with --config if it uses another\n")
+	}
 	d, closeStore, err := server.OpenOffline(ctx, cfg, newLogger(cfg))
 	if err != nil {
 		return nil, &exitError{code: exitInternal, err: err}
