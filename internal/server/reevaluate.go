@@ -151,14 +151,14 @@ func (d *Decider) Reevaluate(ctx context.Context, m scan.Matcher, actor string) 
 				continue // attestations, SBOMs and reports are judged with their subject
 			}
 			ev, ok, err := d.scanEvidence(ctx, img.Digest)
-			if err != nil {
-				return rep, err
-			}
-			if !ok {
+			if err == nil && !ok {
 				continue // children of an index (scanned with it) and pushed digests
 			}
 			rep.Checked++
-			r, err := d.reevaluate(ctx, m, img, ev, actor)
+			var r *ReevaluatedDigest
+			if err == nil {
+				r, err = d.reevaluate(ctx, m, img, ev, actor)
+			}
 			if err != nil {
 				var skip *skipError
 				if errors.As(err, &skip) {
@@ -199,7 +199,7 @@ func (d *Decider) scanEvidence(ctx context.Context, digest string) (stage.Eviden
 			}
 			var ev stage.Evidence
 			if err := json.Unmarshal(s.Evidence, &ev); err != nil {
-				return ev, false, fmt.Errorf("scan evidence of %s (job %d) is not readable: %w", digest, j.ID, err)
+				return ev, false, &skipError{reason: fmt.Sprintf("the scan evidence of %s (job %d) is not readable (%v); scan the image again", digest, j.ID, err)}
 			}
 			return ev, true, nil
 		}

@@ -356,3 +356,58 @@ func TestReevaluationFinishesAfterCrash(t *testing.T) {
 		t.Fatalf("alerts %+v; want one", a)
 	}
 }
+
+// TestReevaluationSkipsUnreadableReport: a digest whose stored scan report
+// is gone is skipped with the reason, and the others are still re-evaluated.
+func TestReevaluationSkipsUnreadableReport(t *testing.T) {
+	ctx := context.Background()
+	up := servertest.StartUpstream(t)
+	want := pythonApp(t, up, "team/app:4")
+	in, c := startForImport(t, nil)
+	ev := importJSON(t, c, server.ImportRequest{Source: up.Host + "/team/app:4", Insecure: true})
+	waitJob(t, c, ev.Job.ID)
+	admin := in.Client(in.AdminToken)
+	if _, err := admin.Approve(ctx, want, server.DecisionRequest{Reason: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	// Remove the report blob from the registry's storage, as a broken disk would.
+	j, err := admin.Job(ctx, ev.Job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se struct {
+		Images []struct {
+			Artifacts []struct{ ArtifactType, Blob string }
+		}
+	}
+	for _, s := range j.Stages {
+		if s.Name == "scan" {
+			_ = json.Unmarshal(s.Evidence, &se)
+		}
+	}
+	removed := 0
+	for _, im := range se.Images {
+		for _, a := range im.Artifacts {
+			if a.ArtifactType != "application/vnd.airlock.scan.report.v1+json" {
+				continue
+			}
+			hex := strings.TrimPrefix(a.Blob, "sha256:")
+			if err := os.Remove(filepath.Join(in.Data, "registry", "docker", "registry", "v2", "blobs", "sha256", hex[:2], hex, "data")); err != nil {
+				t.Fatal(err)
+			}
+			removed++
+		}
+	}
+	if removed != 1 {
+		t.Fatalf("removed %d report blobs; want 1", removed)
+	}
+	importAdvisories(t, in, "osv", "pypi", "requests")
+	rep, err := admin.Reevaluate(ctx)
+	if err != nil || len(rep.Images) != 0 || len(rep.Skipped) != 1 || rep.Skipped[0].Digest != want ||
+		!strings.Contains(rep.Skipped[0].Reason, "scan the image again") {
+		t.Fatalf("report %+v, %v; want the digest skipped with the reason", rep, err)
+	}
+	if img, _ := admin.Image(ctx, want); img.State != store.Approved {
+		t.Fatalf("state %s; a skipped digest changes nothing", img.State)
+	}
+}
