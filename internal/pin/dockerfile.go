@@ -79,12 +79,14 @@ func (Dockerfile) Find(content []byte) ([]Ref, error) {
 		}
 		pl = append(pl, phys{s, ls.lineEnd(s)})
 	}
-	if len(pl) > 0 && strings.HasPrefix(string(content), "\xef\xbb\xbf") {
+	// one copy of the file as a string: lines and words are slices of it
+	cs := string(content)
+	if len(pl) > 0 && strings.HasPrefix(cs, "\xef\xbb\xbf") {
 		pl[0].start += 3
 	}
-	text := func(i int) string { return string(content[pl[i].start:pl[i].end]) }
+	text := func(i int) string { return cs[pl[i].start:pl[i].end] }
 	var refs []Ref
-	templatedFile := strings.Contains(string(content), "{{") || strings.Contains(string(content), "{%")
+	templatedFile := strings.Contains(cs, "{{") || strings.Contains(cs, "{%")
 	escape := byte('\\')
 
 	i := 0
@@ -127,7 +129,7 @@ func (Dockerfile) Find(content []byte) ([]Ref, error) {
 			if l.text == "" {
 				s += len(text(i)) - len(strings.TrimLeft(text(i), " \t"))
 			}
-			seg := string(content[s:e])
+			seg := cs[s:e]
 			trimmed := strings.TrimRight(seg, " \t")
 			cont := len(trimmed) > 0 && trimmed[len(trimmed)-1] == escape
 			if cont {

@@ -29,7 +29,7 @@ func fastYAML(content []byte) (docs []*yaml.Node, ok bool) {
 		if p.eof() {
 			break
 		}
-		doc := &yaml.Node{Kind: yaml.DocumentNode}
+		doc := p.node0(yaml.DocumentNode, "")
 		if p.docStart() {
 			doc.Line, doc.Column = p.line+1, 1
 			p.line++
@@ -60,6 +60,18 @@ type fastParser struct {
 	ends   []int // end of each line's text, before "\r\n" or "\n"
 	line   int   // current line
 	depth  int
+	nodes  []yaml.Node // allocated in chunks: one allocation for most files
+}
+
+// node0 returns a new node of kind with tag.
+func (p *fastParser) node0(kind yaml.Kind, tag string) *yaml.Node {
+	if len(p.nodes) == cap(p.nodes) {
+		p.nodes = make([]yaml.Node, 0, max(len(p.starts)+8, 32))
+	}
+	p.nodes = p.nodes[:len(p.nodes)+1]
+	n := &p.nodes[len(p.nodes)-1]
+	n.Kind, n.Tag = kind, tag
+	return n
 }
 
 // maxFastDepth bounds nesting; deeper documents go to yaml.v3, which
@@ -188,7 +200,7 @@ func (p *fastParser) node(parent int) *yaml.Node {
 
 // sequence parses a block sequence whose dashes are at column n.
 func (p *fastParser) sequence(n int) *yaml.Node {
-	s := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+	s := p.node0(yaml.SequenceNode, "!!seq")
 	s.Line, s.Column = p.pos(p.starts[p.line] + n)
 	for {
 		v := p.value(n, p.starts[p.line]+n, false)
@@ -269,7 +281,7 @@ func indicator(b byte) bool {
 // mapping parses a block mapping whose keys are at column n; the first key
 // starts at first on the current line.
 func (p *fastParser) mapping(n, first int) *yaml.Node {
-	m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	m := p.node0(yaml.MappingNode, "!!map")
 	m.Line, m.Column = p.pos(first)
 	at := first
 	for {
@@ -281,7 +293,8 @@ func (p *fastParser) mapping(n, first int) *yaml.Node {
 		if tag == "" {
 			return nil
 		}
-		k := &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: text}
+		k := p.node0(yaml.ScalarNode, tag)
+		k.Value = text
 		k.Line, k.Column = p.pos(at)
 		v := p.value(n, colon, true)
 		if v == nil {
@@ -329,7 +342,9 @@ func (p *fastParser) value(n, mark int, inMap bool) *yaml.Node {
 				return p.sequence(n)
 			}
 		}
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: line, Column: col}
+		v := p.node0(yaml.ScalarNode, "!!null")
+		v.Line, v.Column = line, col
+		return v
 	}
 	if !inMap {
 		if p.dash(at) {
@@ -363,7 +378,7 @@ func (p *fastParser) value(n, mark int, inMap bool) *yaml.Node {
 func (p *fastParser) scalar(at int, flow bool) (*yaml.Node, int) {
 	e := p.ends[p.line]
 	c := p.c
-	n := &yaml.Node{Kind: yaml.ScalarNode}
+	n := p.node0(yaml.ScalarNode, "")
 	n.Line, n.Column = p.pos(at)
 	switch c[at] {
 	case '"', '\'':
@@ -423,7 +438,8 @@ func (p *fastParser) flow(at int) (*yaml.Node, int) {
 	}
 	e := p.ends[p.line]
 	c := p.c
-	n := &yaml.Node{Style: yaml.FlowStyle}
+	n := p.node0(0, "")
+	n.Style = yaml.FlowStyle
 	n.Line, n.Column = p.pos(at)
 	closer := byte(']')
 	if c[at] == '{' {
@@ -506,7 +522,8 @@ func (p *fastParser) flowKey(at int) *yaml.Node {
 		switch c[i] {
 		case ':':
 			if i+1 < e && c[i+1] == ' ' && c[i-1] != ' ' {
-				k := &yaml.Node{Kind: yaml.ScalarNode, Value: string(c[at:i])}
+				k := p.node0(yaml.ScalarNode, "")
+				k.Value = string(c[at:i])
 				k.Line, k.Column = p.pos(at)
 				if k.Tag = plainTag(k.Value); k.Tag == "" {
 					return nil
