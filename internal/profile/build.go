@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"path"
@@ -72,7 +73,98 @@ func Build(res *sandbox.Result, img Image, run Run) Profile {
 		PeakMemoryBytes: res.Resources.PeakMemoryBytes, PeakPids: res.Resources.PeakPids}
 	p.Stats = Stats{Events: len(res.Events), Processes: len(b.pids)}
 	p.Notes = notes(&p, res, b.denied)
+	p.Notes = sortNotes(append(p.Notes, bound(&p)...))
+	// Long names in every entry can still add up: halve the lists until
+	// the document fits its budget.
+	for i := 0; i < 16; i++ {
+		b, err := json.Marshal(p)
+		if err != nil || len(b) <= documentBudget {
+			break
+		}
+		halve(&p)
+		if i == 0 {
+			p.Notes = sortNotes(append(p.Notes, Note{Code: NoteTruncated, Severity: SeverityWarning,
+				Message: fmt.Sprintf("the profile was larger than %d MiB: its lists were cut", documentBudget>>20)}))
+		}
+	}
 	return p
+}
+
+// documentBudget is the size Build keeps a profile under (well below
+// MaxDocument, so evidence that embeds it parses too).
+const documentBudget = 8 << 20
+
+// maxArgs bounds the arguments kept of one argv.
+const maxArgs = 64
+
+func halve(p *Profile) {
+	h := func(n int) int { return (n + 1) / 2 }
+	p.Executables = p.Executables[:h(len(p.Executables))]
+	for i := range p.Executables {
+		p.Executables[i].Argv = p.Executables[i].Argv[:h(len(p.Executables[i].Argv))]
+	}
+	for _, l := range []*[]Path{&p.Files.Read, &p.Files.Written, &p.Files.Created, &p.Files.Deleted, &p.Files.Chmod, &p.Files.Missing} {
+		*l = (*l)[:h(len(*l))]
+	}
+	p.Network.DNS = p.Network.DNS[:h(len(p.Network.DNS))]
+	p.Network.Destinations = p.Network.Destinations[:h(len(p.Network.Destinations))]
+	p.Network.Listening = p.Network.Listening[:h(len(p.Network.Listening))]
+}
+
+// Bounds on one document: a sample that runs thousands of distinct
+// commands or creates a million files must not make a profile too large
+// to store, diff or Parse. What is dropped is said in a note.
+const (
+	MaxListEntries = 5000 // per list (executables, each file list, DNS, destinations, listening)
+	MaxArgv        = 32   // distinct argv kept per executable
+)
+
+// NoteTruncated says a list was cut at MaxListEntries or MaxArgv.
+const NoteTruncated = "truncated"
+
+func bound(p *Profile) []Note {
+	var out []Note
+	cut := func(what string, n int) {
+		if n > 0 {
+			out = append(out, Note{Code: NoteTruncated, Severity: SeverityWarning,
+				Message: fmt.Sprintf("%s: %d more entries than a profile keeps were dropped", what, n)})
+		}
+	}
+	argv := 0
+	for i := range p.Executables {
+		if e := &p.Executables[i]; len(e.Argv) > MaxArgv {
+			argv += len(e.Argv) - MaxArgv
+			e.Argv = e.Argv[:MaxArgv]
+		}
+	}
+	cut("argv of executables", argv)
+	if n := len(p.Executables) - MaxListEntries; n > 0 {
+		p.Executables = p.Executables[:MaxListEntries]
+		cut("executables", n)
+	}
+	for _, l := range []struct {
+		name string
+		list *[]Path
+	}{{"files read", &p.Files.Read}, {"files written", &p.Files.Written}, {"files created", &p.Files.Created},
+		{"files deleted", &p.Files.Deleted}, {"files chmod", &p.Files.Chmod}, {"files missing", &p.Files.Missing}} {
+		if n := len(*l.list) - MaxListEntries; n > 0 {
+			*l.list = (*l.list)[:MaxListEntries]
+			cut(l.name, n)
+		}
+	}
+	if n := len(p.Network.DNS) - MaxListEntries; n > 0 {
+		p.Network.DNS = p.Network.DNS[:MaxListEntries]
+		cut("DNS names", n)
+	}
+	if n := len(p.Network.Destinations) - MaxListEntries; n > 0 {
+		p.Network.Destinations = p.Network.Destinations[:MaxListEntries]
+		cut("destinations", n)
+	}
+	if n := len(p.Network.Listening) - MaxListEntries; n > 0 {
+		p.Network.Listening = p.Network.Listening[:MaxListEntries]
+		cut("listening ports", n)
+	}
+	return out
 }
 
 type execAcc struct {
@@ -121,9 +213,13 @@ func (b *builder) add(e sandbox.Event) {
 			b.execs[p] = acc
 		}
 		acc.count++
-		argv := make([]string, len(e.Argv))
+		argv := make([]string, 0, min(len(e.Argv), maxArgs))
 		for i, a := range e.Argv {
-			argv[i] = printable(a, 256)
+			if i == maxArgs {
+				argv = append(argv, fmt.Sprintf("… %d more arguments", len(e.Argv)-maxArgs))
+				break
+			}
+			argv = append(argv, printable(a, 256))
 		}
 		acc.argv[strings.Join(argv, "\x00")] = argv
 		parent := b.exe[e.PPID]

@@ -428,3 +428,62 @@ func TestBuildResolverAndMissing(t *testing.T) {
 		t.Fatalf("destinations %+v", q.Network.Destinations)
 	}
 }
+
+// A sample that runs many distinct commands and creates many files gets a
+// bounded profile that Parse accepts, and says what was dropped.
+func TestBuildBounds(t *testing.T) {
+	var evs []sandbox.Event
+	for i := 0; i < MaxListEntries+10; i++ {
+		evs = append(evs, sandbox.Event{Kind: sandbox.EventCreate, PID: 2, Path: "/data/f" + itoa(i)})
+	}
+	for i := 0; i < MaxArgv+3; i++ {
+		evs = append(evs, sandbox.Event{Kind: sandbox.EventExec, PID: 3 + i, PPID: 2, Path: "/bin/sh", Argv: []string{"sh", "-c", "echo " + itoa(i)}})
+	}
+	p := Build(&sandbox.Result{Events: evs}, Image{}, Run{})
+	if len(p.Files.Created) != MaxListEntries || len(p.Executables[0].Argv) != MaxArgv {
+		t.Fatalf("created %d, argv %d", len(p.Files.Created), len(p.Executables[0].Argv))
+	}
+	var msgs []string
+	for _, n := range p.Notes {
+		if n.Code == NoteTruncated {
+			msgs = append(msgs, n.Message)
+		}
+	}
+	want := []string{"argv of executables: 3 more entries than a profile keeps were dropped", "files created: 10 more entries than a profile keeps were dropped"}
+	if !reflect.DeepEqual(msgs, want) {
+		t.Fatalf("notes %v", msgs)
+	}
+	b, _ := Marshal(p)
+	if _, err := Parse(bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Long names in every entry are cut to the document budget too.
+func TestBuildSizeBudget(t *testing.T) {
+	long := strings.Repeat("x", 4000)
+	var evs []sandbox.Event
+	for i := 0; i < 4000; i++ {
+		evs = append(evs, sandbox.Event{Kind: sandbox.EventOpen, PID: 2, Path: "/" + long + itoa(i)})
+	}
+	args := make([]string, 500)
+	for i := range args {
+		args[i] = long
+	}
+	evs = append(evs, sandbox.Event{Kind: sandbox.EventExec, PID: 3, Path: "/bin/x", Argv: args})
+	p := Build(&sandbox.Result{Events: evs}, Image{}, Run{})
+	b, _ := Marshal(p)
+	if len(b) > documentBudget+documentBudget/8 || len(p.Files.Read) == 0 || len(p.Executables[0].Argv[0]) != maxArgs+1 {
+		t.Fatalf("%d bytes, %d reads, argv %d", len(b), len(p.Files.Read), len(p.Executables[0].Argv[0]))
+	}
+	if _, err := Parse(bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, n := range p.Notes {
+		found = found || n.Code == NoteTruncated && strings.Contains(n.Message, "larger than 8 MiB")
+	}
+	if !found {
+		t.Fatalf("notes %+v", p.Notes)
+	}
+}
