@@ -189,6 +189,29 @@ func (cg *cgroup) add(pid int) error {
 	return nil
 }
 
+// addThread moves one thread of the supervisor into the run's cpu and
+// cpuacct cgroups (cgroup v1 only: v2 would need a threaded subtree) and
+// returns how to move it back, which must happen before the cgroup is
+// removed.
+func (cg *cgroup) addThread(tid int) (undo func()) {
+	if cg.v2 != "" {
+		return func() {}
+	}
+	var moved []string
+	for _, c := range []string{"cpu", "cpuacct"} {
+		if d, ok := cg.v1[c]; ok {
+			if os.WriteFile(filepath.Join(d, "tasks"), []byte(strconv.Itoa(tid)), 0) == nil {
+				moved = append(moved, filepath.Dir(d))
+			}
+		}
+	}
+	return func() {
+		for _, parent := range moved {
+			_ = os.WriteFile(filepath.Join(parent, "tasks"), []byte(strconv.Itoa(tid)), 0)
+		}
+	}
+}
+
 func (cg *cgroup) dirs() []string {
 	if cg.v2 != "" {
 		return []string{cg.v2}

@@ -337,7 +337,7 @@ func runSandbox(ctx context.Context, spec Spec, rt *runTrace) (*Result, error) {
 		if len(fds) != 1 {
 			return fail(errors.New("the sandbox init did not pass the seccomp listener"))
 		}
-		tr.fd, tr.net = fds[0], nw
+		tr.fd, tr.net, tr.joinCPU = fds[0], nw, cg.addThread
 		tracing = true
 		go func() { tr.serve(stopTracer); close(tracerDone) }()
 	}

@@ -250,6 +250,9 @@ type tracer struct {
 	since   func() time.Duration
 	net     *network // sinkhole listeners opened on demand for connects
 	initPID int      // host pid of the sandbox init: its own calls are not events
+	// joinCPU moves the serving thread into the run's CPU cgroup, so the
+	// work a sample causes here counts against its own CPU quota.
+	joinCPU func(tid int) (undo func())
 
 	mu   sync.Mutex
 	pids map[int]pidInfo
@@ -265,9 +268,15 @@ type pidInfo struct{ ns, ppid, tgid int }
 // serve handles notifications until the filter has no users left or stop
 // is closed.
 func (t *tracer) serve(stop <-chan struct{}) {
-	runtime.LockOSThread() // every trapped call waits for this loop: no hand-offs between threads
+	// Every trapped call waits for this loop: no hand-offs between threads.
+	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer unix.Close(t.fd)
+	tid := unix.Gettid()
+	if t.joinCPU != nil {
+		defer t.joinCPU(tid)()
+	}
+	defer unix.Setpriority(unix.PRIO_PROCESS, tid, 0)
 	t.mems = map[int]*os.File{}
 	t.sent = map[string]bool{}
 	t.root = -1
@@ -276,6 +285,9 @@ func (t *tracer) serve(stop <-chan struct{}) {
 	// instead of two cross-CPU wake-ups. Older kernels refuse; it only
 	// changes speed.
 	_, _, _ = unix.Syscall(unix.SYS_IOCTL, uintptr(t.fd), unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS, unix.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
+	// Every trapped call waits for this thread: on a busy machine it must
+	// not queue behind other work for a time slice (root may raise it).
+	_ = unix.Setpriority(unix.PRIO_PROCESS, tid, -10)
 	if fd, err := unix.Open("/proc/"+strconv.Itoa(t.initPID)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
 		t.root = fd
 		defer unix.Close(fd)
