@@ -96,21 +96,21 @@ type modeResult struct {
 }
 
 type report struct {
-	Machine        host.Machine `json:"machine"`
-	Version        string       `json:"version"`
-	Iters          int          `json:"iters"`
-	Execs          int          `json:"execs"`
-	Chunks         int          `json:"chunks"`
-	Reps           int          `json:"reps"`
-	Modes          []modeResult `json:"modes"`
-	TracedRatio    float64      `json:"tracedOverUntraced"`
-	StraceRatio    float64      `json:"straceOverHost"`
+	Machine     host.Machine `json:"machine"`
+	Version     string       `json:"version"`
+	Iters       int          `json:"iters"`
+	Execs       int          `json:"execs"`
+	Chunks      int          `json:"chunks"`
+	Reps        int          `json:"reps"`
+	Modes       []modeResult `json:"modes"`
+	TracedRatio float64      `json:"tracedOverUntraced"`
+	StraceRatio float64      `json:"straceOverHost"`
 	// Ratios of the fastest runs: on a loaded machine the minimum is the
 	// run least disturbed by other work.
-	TracedRatioMin float64 `json:"tracedOverUntracedMin"`
-	StraceRatioMin float64 `json:"straceOverHostMin"`
-	StartupMedian  float64      `json:"startupMedianSeconds"`
-	StartupSamples []float64    `json:"startupSeconds"`
+	TracedRatioMin float64   `json:"tracedOverUntracedMin"`
+	StraceRatioMin float64   `json:"straceOverHostMin"`
+	StartupMedian  float64   `json:"startupMedianSeconds"`
+	StartupSamples []float64 `json:"startupSeconds"`
 }
 
 func main() {
