@@ -3,6 +3,7 @@ package profile
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -268,6 +269,9 @@ func startableDepth(rootfs, argv0, workdir string, env []string, depth int) stri
 		if m, ok := elfMachine(head); ok && m != hostMachine() && hostMachine() != 0 {
 			return fmt.Sprintf("its program %q is built for another machine (ELF machine %d) than this host's %s", name, m, runtime.GOARCH)
 		}
+		if interp := elfInterpreter(filepath.Join(rootfs, filepath.FromSlash(file))); interp != "" && resolveInRoot(rootfs, interp) == "" {
+			return fmt.Sprintf("its program %q needs the dynamic loader %s, which is not in the image", name, printable(interp, 256))
+		}
 		return ""
 	case bytes.HasPrefix(head, []byte("#!")):
 		if depth > 2 {
@@ -287,6 +291,32 @@ func startableDepth(rootfs, argv0, workdir string, env []string, depth int) stri
 		return ""
 	}
 	return fmt.Sprintf("its program %q is neither an ELF executable nor a script", name)
+}
+
+// elfInterpreter returns the PT_INTERP path of an ELF file ("" for a
+// static one, or one debug/elf cannot read: the sandbox will say).
+func elfInterpreter(file string) (interp string) {
+	defer func() {
+		if recover() != nil { // debug/elf on a hostile file
+			interp = ""
+		}
+	}()
+	f, err := elf.Open(file)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_INTERP || p.Filesz == 0 || p.Filesz > 4096 {
+			continue
+		}
+		b := make([]byte, p.Filesz)
+		if _, err := p.ReadAt(b, 0); err != nil {
+			return ""
+		}
+		return strings.TrimRight(string(b), "\x00")
+	}
+	return ""
 }
 
 // elfMachine reads e_machine from an ELF header.

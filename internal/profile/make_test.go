@@ -134,3 +134,40 @@ func TestStartable(t *testing.T) {
 		}
 	}
 }
+
+// A dynamically linked program needs its loader in the image.
+func TestStartableDynamic(t *testing.T) {
+	ls, err := os.ReadFile("/bin/ls")
+	if err != nil {
+		t.Skipf("no dynamically linked program on this host to copy: %v", err)
+	}
+	interp := elfInterpreter("/bin/ls")
+	if interp == "" {
+		t.Skip("/bin/ls is static here")
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin/ls"), ls, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if why := startable(root, "/bin/ls", "", nil); !strings.Contains(why, "needs the dynamic loader "+interp) {
+		t.Fatalf("without its loader: %q", why)
+	}
+	loader := filepath.Join(root, filepath.FromSlash(interp))
+	if err := os.MkdirAll(filepath.Dir(loader), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(loader, elfHeader(hostMachine()), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if why := startable(root, "/bin/ls", "", nil); why != "" {
+		t.Fatalf("with its loader: %q", why)
+	}
+	// A truncated ELF is left to the sandbox to judge, never a panic.
+	if err := os.WriteFile(filepath.Join(root, "bin/cut"), ls[:200], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = startable(root, "/bin/cut", "", nil)
+}
