@@ -21,7 +21,8 @@ var composeName = regexp.MustCompile(`^(?:docker-)?compose(?:[._-][^/]*)?\.ya?ml
 
 // Match implements Finder.
 func (Compose) Match(path string, _ []byte) bool {
-	return composeName.MatchString(strings.ToLower(filepath.Base(path)))
+	b := strings.ToLower(filepath.Base(path))
+	return strings.Contains(b, "compose") && composeName.MatchString(b)
 }
 
 // Find implements Finder.

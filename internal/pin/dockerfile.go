@@ -166,7 +166,7 @@ func (Dockerfile) Find(content []byte) ([]Ref, error) {
 		}
 		// heredocs (RUN <<EOF … EOF): their bodies are not instructions
 		var bodies []logical
-		if upper == "RUN" || upper == "COPY" || upper == "ADD" {
+		if (upper == "RUN" || upper == "COPY" || upper == "ADD") && strings.Contains(l.text, "<<") {
 			for _, m := range heredocPattern.FindAllStringSubmatch(l.text, -1) {
 				if m[2] != m[4] {
 					continue

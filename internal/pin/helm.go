@@ -22,7 +22,8 @@ var helmValuesName = regexp.MustCompile(`^(?:.*[._-])?values(?:[._-].*)?\.ya?ml$
 
 // Match implements Finder: values.yaml, values-prod.yaml, ci/staging.values.yml.
 func (Helm) Match(path string, _ []byte) bool {
-	return helmValuesName.MatchString(strings.ToLower(filepath.Base(path)))
+	b := strings.ToLower(filepath.Base(path))
+	return strings.Contains(b, "values") && helmValuesName.MatchString(b)
 }
 
 func imageKey(k string) bool {
