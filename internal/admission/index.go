@@ -446,5 +446,14 @@ func (x *Index) Size() int {
 	return 0
 }
 
+// Age is how long ago the index last read the store successfully (0 before the first read).
+func (x *Index) Age() time.Duration {
+	c := x.contact.Load()
+	if c == 0 {
+		return 0
+	}
+	return x.o.Now().Sub(time.Unix(0, c))
+}
+
 // Store is the store the index reads (the webhook audits exemptions there).
 func (x *Index) Store() store.Store { return x.o.Store }

@@ -10,6 +10,7 @@ import (
 type Metrics struct {
 	decisions *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
+	reg       prometheus.Registerer
 }
 
 // NewMetrics registers the webhook's metrics with reg (nil: not registered).
@@ -27,7 +28,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.decisions, m.latency)
 	}
+	m.reg = reg
 	return m
+}
+
+// watch exports the index's size and age: an index whose age climbs towards
+// admission.maxStale is about to deny everything.
+func (m *Metrics) watch(idx *Index) {
+	if m.reg == nil {
+		return
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "airlock_admission_index_digests", Help: "Approved digests (manifests and children of approved indexes) in the admission index.",
+		}, func() float64 { return float64(idx.Size()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "airlock_admission_index_age_seconds", Help: "Seconds since the admission index last read the store; past admission.maxStale every image is denied.",
+		}, func() float64 { return idx.Age().Seconds() }),
+	)
 }
 
 func (m *Metrics) observe(webhook, result string, d time.Duration) {

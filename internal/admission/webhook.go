@@ -177,6 +177,7 @@ func New(cfg Config, idx *Index, log *slog.Logger, metrics *Metrics) (*Webhook, 
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
+	metrics.watch(idx)
 	w := &Webhook{cfg: cfg, hosts: hosts, primary: strings.TrimSpace(cfg.RegistryHosts[0]), idx: idx, log: log, metrics: metrics}
 	if w.primary == "" {
 		w.primary = hosts.first()

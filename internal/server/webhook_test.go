@@ -95,7 +95,8 @@ func TestServerWebhook(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	m, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{`airlock_admission_decisions_total{result="allowed",webhook="validate"} 1`, `airlock_admission_decisions_total{result="denied",webhook="validate"} 1`} {
+	for _, want := range []string{`airlock_admission_decisions_total{result="allowed",webhook="validate"} 1`, `airlock_admission_decisions_total{result="denied",webhook="validate"} 1`,
+		"airlock_admission_index_digests 1", "airlock_admission_index_age_seconds "} {
 		if !strings.Contains(string(m), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
