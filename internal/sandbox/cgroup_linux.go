@@ -30,7 +30,9 @@ var cgroupControllers = []string{"pids", "memory", "cpu", "cpuacct"}
 func newCgroup(lim Limits) (*cgroup, error) {
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	cg := &cgroup{name: "airlock-sandbox-" + hex.EncodeToString(rnd[:]), v1: map[string]string{}}
+	// The supervisor's pid in the name tells a later sweep whether the run
+	// that made it may still be going.
+	cg := &cgroup{name: fmt.Sprintf("airlock-sandbox-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])), v1: map[string]string{}}
 	own, mounts, err := cgroupLayout()
 	if err != nil {
 		return nil, err
@@ -60,6 +62,7 @@ func newCgroup(lim Limits) (*cgroup, error) {
 		}
 		return cg, nil
 	}
+	defer sweepCgroups(own, mounts)
 	for _, c := range cgroupControllers {
 		mnt, ok := mounts[c]
 		if !ok {
@@ -90,6 +93,55 @@ func newCgroup(lim Limits) (*cgroup, error) {
 		}
 	}
 	return cg, nil
+}
+
+// sweepCgroups removes run cgroups that earlier supervisors left behind
+// (killed before they could clean up): the supervisor named in the cgroup
+// is gone, the cgroup is empty and older than a minute.
+func sweepCgroups(own, mounts map[string]string) {
+	for c, mnt := range mounts {
+		parent := filepath.Join(mnt, own[c])
+		stale, _ := filepath.Glob(filepath.Join(parent, "airlock-sandbox-*"))
+		for _, d := range stale {
+			if !abandoned(d) {
+				continue
+			}
+			if b, err := os.ReadFile(filepath.Join(d, "cgroup.procs")); err == nil && len(strings.TrimSpace(string(b))) == 0 {
+				_ = os.Remove(d)
+			}
+		}
+	}
+}
+
+// abandoned tells whether a run's cgroup or scratch directory was left by
+// a supervisor that is gone: the pid in its name no longer exists and it is
+// older than a minute (names without a pid, from older versions: an hour).
+func abandoned(path string) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	pidPart, _, found := strings.Cut(strings.TrimPrefix(filepath.Base(path), "airlock-sandbox-"), "-")
+	pid, err := strconv.Atoi(pidPart)
+	if !found || err != nil {
+		return time.Since(st.ModTime()) > time.Hour
+	}
+	if pid <= 0 || pid == os.Getpid() || syscall.Kill(pid, 0) != syscall.ESRCH {
+		return false
+	}
+	return time.Since(st.ModTime()) > time.Minute
+}
+
+// sweepScratch removes empty scratch directories abandoned by earlier
+// supervisors (a live run's scratch directory is empty on the host too, so
+// only the owner test tells them apart).
+func sweepScratch() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "airlock-sandbox-*"))
+	for _, d := range dirs {
+		if abandoned(d) {
+			_ = os.Remove(d) // only ever removes an empty directory
+		}
+	}
 }
 
 func hasControllers(uni, own string) bool {
@@ -318,13 +370,22 @@ func (cg *cgroup) kill() {
 func (cg *cgroup) remove() error {
 	var last error
 	for _, d := range cg.dirs() {
+		// The kernel may keep a cgroup busy for a while after its last
+		// task is reaped, longer on a loaded machine.
 		var err error
-		for i := 0; i < 100; i++ {
+		wait := 5 * time.Millisecond
+		for deadline := time.Now().Add(15 * time.Second); ; {
 			if err = os.Remove(d); err == nil || errors.Is(err, os.ErrNotExist) {
 				err = nil
 				break
 			}
-			time.Sleep(10 * time.Millisecond)
+			if time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(wait)
+			if wait < 200*time.Millisecond {
+				wait *= 2
+			}
 		}
 		if err != nil {
 			last = fmt.Errorf("remove the sandbox cgroup %s: %w", d, err)

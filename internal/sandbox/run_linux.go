@@ -173,7 +173,8 @@ func runSandbox(ctx context.Context, spec Spec, rt *runTrace) (*Result, error) {
 		UID: cred.uid, GID: cred.gid, Groups: cred.groups, Limits: spec.Limits, Trace: spec.Trace, Hostname: hostname}
 
 	r := &run{spec: spec, start: time.Now(), exits: map[int]ExitStatus{}, entryCh: make(chan struct{}), probes: map[int]chan ctrlMsg{}}
-	scratch, err := os.MkdirTemp("", "airlock-sandbox-")
+	sweepScratch()
+	scratch, err := os.MkdirTemp("", fmt.Sprintf("airlock-sandbox-%d-", os.Getpid()))
 	if err != nil {
 		return nil, fmt.Errorf("create the sandbox's scratch directory: %w", err)
 	}

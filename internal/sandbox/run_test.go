@@ -4,7 +4,9 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -217,5 +219,37 @@ func TestRunHostileRootfs(t *testing.T) {
 	}
 	if !strings.Contains(string(res.Output), "localhost") {
 		t.Errorf("the sandbox's /etc/hosts was not written inside the root: %s", res.Output)
+	}
+}
+
+func TestAbandoned(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip(err)
+	}
+	dead := cmd.Process.Pid
+	dir := t.TempDir()
+	old := time.Now().Add(-2 * time.Minute)
+	for name, want := range map[string]bool{
+		fmt.Sprintf("airlock-sandbox-%d-abc", dead):         true,
+		fmt.Sprintf("airlock-sandbox-%d-abc", os.Getpid()):  false, // this process's own runs
+		fmt.Sprintf("airlock-sandbox-%d-abc", os.Getppid()): false, // a live supervisor
+		"airlock-sandbox-1234567890":                        false, // no pid, younger than an hour
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+		if got := abandoned(p); got != want {
+			t.Errorf("abandoned(%s) = %v, want %v", name, got, want)
+		}
+	}
+	young := filepath.Join(dir, fmt.Sprintf("airlock-sandbox-%d-young", dead))
+	os.Mkdir(young, 0o755)
+	if abandoned(young) {
+		t.Errorf("a directory younger than a minute counted as abandoned")
 	}
 }
