@@ -90,8 +90,8 @@ func rewriteFile(path string, old, data []byte) error {
 	return err
 }
 
-// openFile opens path without following a FIFO's or device's wait for a
-// peer (O_NONBLOCK) and without making it the controlling terminal.
+// openFile opens path so that a FIFO or device put in a file's place
+// cannot block the run (O_NONBLOCK) or become its controlling terminal.
 func openFile(path string, mode int) (int, error) {
 	for {
 		fd, err := syscall.Open(path, mode|syscall.O_CLOEXEC|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
