@@ -3,6 +3,7 @@ package pin
 import (
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -135,6 +136,7 @@ func (Dockerfile) Find(content []byte) ([]Ref, error) {
 			if cont {
 				seg = trimmed[:len(trimmed)-1]
 			}
+			l.at = slices.Grow(l.at, len(seg))
 			for k := 0; k < len(seg); k++ {
 				l.at = append(l.at, s+k)
 			}

@@ -542,6 +542,7 @@ func scanFile(path string, finders []Finder, scratch []byte) (s scanned) {
 			s.err, s.refs, s.formats = fe, nil, nil
 			return s
 		}
+		s.refs, s.formats = slices.Grow(s.refs, len(refs)), slices.Grow(s.formats, len(refs))
 		for _, r := range refs {
 			k := span{r.Start, r.End, r.Kind}
 			if r.Kind == KindScript || r.Kind == KindNote || r.Kind == KindSplit {
