@@ -2,7 +2,7 @@
 # Builds the Kubernetes control plane the admission tests run against —
 # kube-apiserver and etcd — from the Go module proxy at pinned versions, into a
 # cache outside the repository keyed by those versions, so only the first run
-# pays (~25 minutes of CPU on 2 cores; see docs/kubetest.md). Prints the
+# pays (~11 CPU-minutes with a cold Go build cache; see docs/kubetest.md). Prints the
 # directory holding both binaries on stdout (the harness reads it from
 # AIRLOCK_KUBE_ASSETS); everything else goes to stderr.
 #

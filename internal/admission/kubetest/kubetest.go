@@ -77,7 +77,7 @@ func findAssets(candidates ...string) (string, error) {
 			return dir, nil
 		}
 	}
-	return "", fmt.Errorf("no kube-apiserver and etcd in $%s or %s; run .ci/kube.sh (it builds them once, ~15 minutes) and export %s=$(.ci/kube.sh)",
+	return "", fmt.Errorf("no kube-apiserver and etcd in $%s, $AIRLOCK_TEST_TOOLS or %s; run .ci/kube.sh (it builds them once, ~11 CPU-minutes) and export %s=$(.ci/kube.sh)",
 		AssetsEnv, cacheDir(), AssetsEnv)
 }
 
