@@ -1,14 +1,20 @@
 package admission_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -407,4 +413,48 @@ func TestUnreadableAttestationIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustAllow(t, validate(t, w, pod))
+}
+
+// Decisions run concurrently with store writes (the index is rebuilt under
+// them); once a revocation has returned, no request admits the digest.
+func TestConcurrentDecisionsAndRevocation(t *testing.T) {
+	e := newEnv(t, nil)
+	w := e.webhook(t, opts{})
+	pod := request{kind: "Pod", object: &corev1.Pod{Spec: spec([]string{e.ref("team/app:1"), e.ref("team/sidecar:2")}, nil, nil)}}
+	body := pod.review()
+	var revoked atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				after := revoked.Load()
+				rec := httptest.NewRecorder()
+				req := httptest.NewRequest(http.MethodPost, admission.ValidatePath, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				w.ServeHTTP(rec, req)
+				var rv admissionv1.AdmissionReview
+				if err := json.Unmarshal(rec.Body.Bytes(), &rv); err != nil || rv.Response == nil {
+					errs <- "bad response: " + rec.Body.String()
+					return
+				}
+				if after && rv.Response.Allowed {
+					errs <- "admitted after the revocation returned"
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 3; i++ {
+		e.push(t, "team/churn:"+strconv.Itoa(i), true) // writes while deciding
+	}
+	e.revoke(t, e.approved["team/sidecar:2"])
+	revoked.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
