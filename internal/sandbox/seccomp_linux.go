@@ -585,6 +585,14 @@ func (t *tracer) handle(req *seccompNotif) {
 		return s
 	}
 	at := int32(unix.AT_FDCWD)
+	// pathMode reads the (path, mode) arguments of chmod and mkdir, or
+	// the (dirfd, path, mode) ones of their *at forms.
+	pathMode := func(plain bool) (int32, string, uint64) {
+		if plain {
+			return at, str(a[0]), a[1]
+		}
+		return int32(a[0]), str(a[1]), a[2]
+	}
 	ev := Event{}
 	var connectTo *netip.AddrPort
 	var connectProto string
@@ -660,14 +668,7 @@ func (t *tracer) handle(req *seccompNotif) {
 	case "chmod", "fchmodat", "fchmodat2":
 		var p string
 		var mode uint64
-		if name == "chmod" {
-			p = str(a[0])
-			mode = a[1]
-		} else {
-			at = int32(a[0])
-			p = str(a[1])
-			mode = a[2]
-		}
+		at, p, mode = pathMode(name == "chmod")
 		ev = Event{Kind: EventChmod, Path: sandboxPath(pid, at, p), Mode: uint32(mode) & 0o7777}
 		ev.Missing = !t.exists(ev.Path, true)
 	case "rename", "renameat", "renameat2":
@@ -686,14 +687,7 @@ func (t *tracer) handle(req *seccompNotif) {
 	case "mkdir", "mkdirat":
 		var p string
 		var mode uint64
-		if name == "mkdir" {
-			p = str(a[0])
-			mode = a[1]
-		} else {
-			at = int32(a[0])
-			p = str(a[1])
-			mode = a[2]
-		}
+		at, p, mode = pathMode(name == "mkdir")
 		ev = Event{Kind: EventMkdir, Path: sandboxPath(pid, at, p), Mode: uint32(mode) & 0o7777}
 	case "symlink", "symlinkat":
 		var target, p string
