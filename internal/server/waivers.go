@@ -153,6 +153,25 @@ func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	return id, true
 }
 
+// cancelRequest reads the id in the path and the reason in the body of a
+// request that revokes a waiver or cancels a revocation; on bad input it
+// has answered 400 and returns false.
+func cancelRequest(w http.ResponseWriter, r *http.Request) (int64, string, bool) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return 0, "", false
+	}
+	var req CancelRequest
+	if !decode(w, r, &req) {
+		return 0, "", false
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		writeJSONError(w, http.StatusBadRequest, "BAD_REQUEST", "a reason is required (--reason TEXT)")
+		return 0, "", false
+	}
+	return id, req.Reason, true
+}
+
 func (s *Server) waiversAPI(mux *http.ServeMux) {
 	decider := func(c identity.Caller) bool { return c.CanDecide() }
 	mux.HandleFunc("POST /api/v1/waivers", s.authed(decider, func(w http.ResponseWriter, r *http.Request, c identity.Caller) {
@@ -189,19 +208,11 @@ func (s *Server) waiversAPI(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, ws)
 	}))
 	mux.HandleFunc("POST /api/v1/waivers/{id}/revoke", s.authed(decider, func(w http.ResponseWriter, r *http.Request, c identity.Caller) {
-		id, ok := pathID(w, r)
+		id, reason, ok := cancelRequest(w, r)
 		if !ok {
 			return
 		}
-		var req CancelRequest
-		if !decode(w, r, &req) {
-			return
-		}
-		if strings.TrimSpace(req.Reason) == "" {
-			writeJSONError(w, http.StatusBadRequest, "BAD_REQUEST", "a reason is required (--reason TEXT)")
-			return
-		}
-		wv, err := s.Store.RevokeWaiver(r.Context(), id, c.Name, req.Reason)
+		wv, err := s.Store.RevokeWaiver(r.Context(), id, c.Name, reason)
 		if err != nil {
 			s.storeError(w, err)
 			return
@@ -209,19 +220,11 @@ func (s *Server) waiversAPI(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, wv)
 	}))
 	mux.HandleFunc("POST /api/v1/revocations/{id}/cancel", s.authed(decider, func(w http.ResponseWriter, r *http.Request, c identity.Caller) {
-		id, ok := pathID(w, r)
+		id, reason, ok := cancelRequest(w, r)
 		if !ok {
 			return
 		}
-		var req CancelRequest
-		if !decode(w, r, &req) {
-			return
-		}
-		if strings.TrimSpace(req.Reason) == "" {
-			writeJSONError(w, http.StatusBadRequest, "BAD_REQUEST", "a reason is required (--reason TEXT)")
-			return
-		}
-		sr, err := s.Decider.CancelRevocation(r.Context(), id, c.Name, req.Reason)
+		sr, err := s.Decider.CancelRevocation(r.Context(), id, c.Name, reason)
 		if errors.Is(err, ErrRevocationStands) {
 			writeJSONError(w, http.StatusConflict, "POLICY_DENIED", err.Error())
 			return
