@@ -27,6 +27,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
 )
 
 // Upstream is a loopback registry playing a public one: it answers with a
@@ -277,12 +279,5 @@ func GoBinary(t testing.TB, goarch, message string) []byte {
 // skipped locally, fatal in CI, where .ci/run installs it.
 func Busybox(t testing.TB) []byte {
 	t.Helper()
-	b, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("busybox-static is not installed: %v", err)
-		}
-		t.Skipf("busybox-static is not installed: %v", err)
-	}
-	return b
+	return sandboxtest.Busybox(t)
 }
