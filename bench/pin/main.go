@@ -36,6 +36,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/airlock-dev/airlock/bench/internal/host"
 	"github.com/airlock-dev/airlock/internal/server"
 )
 
@@ -188,7 +189,7 @@ func run(o options) error {
 		r.Pinned = changedLines(from, last)
 		return r, last, nil
 	}
-	loadBefore := loadAverage()
+	loadBefore := host.LoadAvg()
 	log.Printf("measuring (%d runs each); load average %s", o.reps, loadBefore)
 	aServer, _, err := measure("airlock pin (server)", "all formats", src, func(dir string) *exec.Cmd {
 		return exec.Command(airlock, "pin", "--write", "--server", srvURL, dir)
@@ -235,7 +236,7 @@ func run(o options) error {
 	results = append(results, result{Tool: "ratchet", Note: "not measured: the Go module proxy refuses github.com/sethvargo/ratchet (403 Forbidden) on this machine, so it cannot be installed with go install"})
 
 	md := report(results, o, nAll, nSub, fz, aSub, aSubSrv, aLock, aServer, missed)
-	md += fmt.Sprintf("Load average (1, 5, 15 min): %s before the timed runs, %s after.\n", loadBefore, loadAverage())
+	md += fmt.Sprintf("Load average (1, 5, 15 min): %s before the timed runs, %s after.\n", loadBefore, host.LoadAvg())
 	fmt.Print(md)
 	if o.out == "" {
 		return nil
@@ -451,19 +452,6 @@ func forEachLine(a, b string, fn func(rel string, i int, la, lb string)) {
 		}
 		return nil
 	})
-}
-
-// loadAverage is the machine's load average (1, 5, 15 minutes), for the report.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -108,6 +108,7 @@ func GitDescribe(ctx context.Context, root string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// LoadAvg is the machine's load average (1, 5, 15 minutes), for the report.
 func LoadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
