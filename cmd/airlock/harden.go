@@ -124,19 +124,12 @@ Exit codes: 0 hardened (and replay passed), 1 the replay failed (nothing is writ
 				return usageErr("--platform: %v", err)
 			}
 			ctx := cmd.Context()
-			art, err := src.Open(ctx, source.Options{Platform: p, TempDir: os.TempDir()})
+			art, err := openImage(ctx, src, args[0], p, platform)
 			if err != nil {
-				var ae *source.ArchiveError
-				if errors.As(err, &ae) || src.Transport != source.Registry {
-					return usageErr("%v", err)
-				}
-				return &exitError{code: exitInternal, err: source.UpstreamError(args[0], err)}
+				return err
 			}
 			defer art.Close()
 			img := art.Image
-			if img == nil {
-				return usageErr("%s is an index with no image for %s", args[0], platform)
-			}
 			res, err := harden.Harden(ctx, img, &pr, harden.Options{Keep: rules, NoDefaults: noDefaults, ProfileDigest: pd.String(),
 				Version: server.Version, TempDir: os.TempDir()})
 			if err != nil {

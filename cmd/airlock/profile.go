@@ -91,18 +91,11 @@ airlock profile diff OLD NEW compares two profile documents.`,
 				return &exitError{code: exitInternal, err: err}
 			}
 			ctx := cmd.Context()
-			art, err := src.Open(ctx, source.Options{Platform: p, TempDir: os.TempDir()})
+			art, err := openImage(ctx, src, args[0], p, platform)
 			if err != nil {
-				var ae *source.ArchiveError
-				if errors.As(err, &ae) || src.Transport != source.Registry {
-					return usageErr("%v", err)
-				}
-				return &exitError{code: exitInternal, err: source.UpstreamError(args[0], err)}
+				return err
 			}
 			defer art.Close()
-			if art.Image == nil {
-				return usageErr("%s is an index with no image for %s", args[0], platform)
-			}
 			stderr := cmd.ErrOrStderr()
 			tty := isTerminal(stderr)
 			if tty {

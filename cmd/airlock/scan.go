@@ -85,22 +85,12 @@ Exit codes: 0 no finding at or above --fail-on (or no --fail-on), 1 findings at 
 				return usageErr("--platform: %v", err)
 			}
 			ctx := cmd.Context()
-			art, err := src.Open(ctx, source.Options{Platform: p, TempDir: os.TempDir()})
+			art, err := openImage(ctx, src, args[0], p, platform)
 			if err != nil {
-				var ae *source.ArchiveError
-				if errors.As(err, &ae) {
-					return usageErr("%v", err)
-				}
-				if src.Transport != source.Registry {
-					return usageErr("%v", err)
-				}
-				return &exitError{code: exitInternal, err: source.UpstreamError(args[0], err)}
+				return err
 			}
 			defer art.Close()
 			img := art.Image
-			if img == nil {
-				return usageErr("%s is an index with no image for %s", args[0], platform)
-			}
 			if repo == "" && src.Transport == source.Registry {
 				repo = scan.RepositoryOf(src.Reference().Context().Name())
 			}
@@ -198,6 +188,26 @@ func openAdvisories(ctx context.Context, flag string) (*vulndb.DB, string, error
 		return nil, "", err
 	}
 	return db, "", nil
+}
+
+// openImage opens the image that src (given as ref) names for platform p
+// (as the user spelt it). An archive or layout that cannot be read, or an
+// index with no image for p, is a usage error; a registry that fails is an
+// internal one. The caller closes the artifact, whose Image is set.
+func openImage(ctx context.Context, src source.Source, ref string, p *v1.Platform, platform string) (*source.Artifact, error) {
+	art, err := src.Open(ctx, source.Options{Platform: p, TempDir: os.TempDir()})
+	if err != nil {
+		var ae *source.ArchiveError
+		if errors.As(err, &ae) || src.Transport != source.Registry {
+			return nil, usageErr("%v", err)
+		}
+		return nil, &exitError{code: exitInternal, err: source.UpstreamError(ref, err)}
+	}
+	if art.Image == nil {
+		art.Close()
+		return nil, usageErr("%s is an index with no image for %s", ref, platform)
+	}
+	return art, nil
 }
 
 // vexMatcher applies OpenVEX statements to what the advisory database matched.
