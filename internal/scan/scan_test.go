@@ -1,7 +1,6 @@
 package scan_test
 
 import (
-	"archive/tar"
 	"archive/zip"
 	"bytes"
 	"context"
@@ -11,7 +10,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"strings"
 	"testing"
@@ -21,10 +19,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	spdxjson "github.com/spdx/tools-golang/json"
 
+	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
 	"github.com/airlock-dev/airlock/internal/scan"
 	"github.com/airlock-dev/airlock/internal/scan/detect"
 	"github.com/airlock-dev/airlock/internal/server/servertest"
@@ -39,47 +37,15 @@ type file struct {
 
 func layer(t testing.TB, files map[string]file) v1.Layer {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	// Deterministic order keeps digests stable between runs.
-	for i := 0; i < len(names); i++ {
-		for j := i + 1; j < len(names); j++ {
-			if names[j] < names[i] {
-				names[i], names[j] = names[j], names[i]
-			}
+	fs := make(map[string]sandboxtest.File, len(files))
+	for n, f := range files {
+		mode := f.mode
+		if mode == 0 {
+			mode = 0o644
 		}
+		fs[n] = sandboxtest.File{Data: f.body, Mode: mode, Symlink: f.link}
 	}
-	for _, n := range names {
-		f := files[n]
-		h := &tar.Header{Name: n, Mode: f.mode, Size: int64(len(f.body)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}
-		if h.Mode == 0 {
-			h.Mode = 0o644
-		}
-		if f.link != "" {
-			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, f.link, 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if f.link == "" {
-			if _, err := tw.Write(f.body); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	data := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return sandboxtest.Layer(t, fs)
 }
 
 // image stacks layers and sets the config's creation time and ENV.
