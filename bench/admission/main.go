@@ -76,10 +76,6 @@ func main() {
 	}
 }
 
-func logf(format string, a ...any) {
-	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
-}
-
 // repoRoot finds the checkout from the working directory (go run from anywhere inside it).
 func repoRoot() (string, error) {
 	dir, err := os.Getwd()
@@ -153,18 +149,14 @@ func run(ctx context.Context, o options) error {
 	if o.out == "" {
 		o.out = filepath.Join(root, "bench", "admission", "out")
 	}
-	tmp, err := os.MkdirTemp("", "airlock-bench-admission-")
+	tmp, removeTmp, err := host.ScratchDir("airlock-bench-admission-", o.keep)
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		logf("keeping %s", tmp)
-	} else {
-		defer os.RemoveAll(tmp)
-	}
+	defer removeTmp()
 	rep := Report{Version: host.GitDescribe(ctx, root), Machine: host.DescribeMachine(), Rate: o.rate, Duration: o.duration}
 	bin := filepath.Join(tmp, "airlock")
-	logf("building airlock")
+	host.Logf("building airlock")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/airlock")
 	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -214,7 +206,7 @@ func run(ctx context.Context, o options) error {
 		if r.Sent > 0 {
 			r.ServerCPU = (cpu1 - cpu0) / time.Duration(r.Sent)
 		}
-		logf("%-28s sent %d (%.0f/s) errors %d  p50 %v  p99 %v  max %v  server CPU/request %v",
+		host.Logf("%-28s sent %d (%.0f/s) errors %d  p50 %v  p99 %v  max %v  server CPU/request %v",
 			s.Name, r.Sent, r.RateSent, r.Errors, r.P50, r.P99, r.Max, r.ServerCPU)
 		rep.Results = append(rep.Results, r)
 	}

@@ -32,7 +32,7 @@ type proc struct {
 	addr, webhook string // registry host:port; https://host:port of the webhook
 	data          string
 	cmd           *exec.Cmd
-	done          chan struct{}
+	done          <-chan struct{}
 }
 
 func (p *proc) stop() {
@@ -48,22 +48,11 @@ func (p *proc) stop() {
 }
 
 func start(name string, cmd *exec.Cmd, logPath string) (*proc, error) {
-	lf, err := os.Create(logPath)
+	done, err := host.StartLogged(name, cmd, logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		lf.Close()
-		close(p.done)
-	}()
-	return p, nil
+	return &proc{name: name, cmd: cmd, log: logPath, done: done}, nil
 }
 
 // startAirlock runs `airlock serve` with its webhook on a loopback port and
@@ -107,7 +96,7 @@ func startAirlock(ctx context.Context, bin, data string) (*proc, error) {
 			return nil, fmt.Errorf("airlock not answering after 60 s; see %s", p.log)
 		}
 	}
-	logf("airlock serve on %s, webhook on %s (pid %d)", addr, p.webhook, cmd.Process.Pid)
+	host.Logf("airlock serve on %s, webhook on %s (pid %d)", addr, p.webhook, cmd.Process.Pid)
 	return p, nil
 }
 
@@ -129,7 +118,7 @@ func startFloor(ctx context.Context, data string) (*proc, error) {
 		return nil, err
 	}
 	p.webhook = "https://" + addr
-	logf("floor on %s (pid %d)", p.webhook, cmd.Process.Pid)
+	host.Logf("floor on %s (pid %d)", p.webhook, cmd.Process.Pid)
 	return p, nil
 }
 
@@ -210,7 +199,7 @@ func prepare(ctx context.Context, air *proc, n int) (*fixture, error) {
 	if f.pending, err = push("bench/pending"); err != nil {
 		return nil, err
 	}
-	logf("pushed %d approved images and one quarantined", n)
+	host.Logf("pushed %d approved images and one quarantined", n)
 	return f, nil
 }
 

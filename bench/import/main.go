@@ -77,15 +77,11 @@ func run(ctx context.Context, o options) error {
 	if o.out == "" {
 		o.out = filepath.Join(root, "bench", "import", "out")
 	}
-	tmp, err := os.MkdirTemp("", "airlock-bench-import-")
+	tmp, removeTmp, err := scratchDir("airlock-bench-import-", o.keep)
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		logf("keeping %s", tmp)
-	} else {
-		defer os.RemoveAll(tmp)
-	}
+	defer removeTmp()
 
 	tools, err := findTools(ctx, root, o)
 	if err != nil {
@@ -158,8 +154,4 @@ func run(ctx context.Context, o options) error {
 func commandLine() string {
 	args := append([]string{"go run ./bench/import"}, os.Args[1:]...)
 	return strings.Join(args, " ")
-}
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 }

@@ -209,7 +209,7 @@ type server struct {
 	host string // 127.0.0.1:PORT
 	dir  string // everything the server wrote
 	log  string
-	done chan struct{}
+	done <-chan struct{}
 }
 
 // startDistribution runs distribution's registry with filesystem storage in
@@ -266,21 +266,11 @@ func startAirlock(ctx context.Context, bin, dir string) (*server, error) {
 
 func startServer(ctx context.Context, name string, cmd *exec.Cmd, addr, dir string) (*server, error) {
 	logPath := filepath.Join(dir, name+".log")
-	lf, err := os.Create(logPath)
+	done, err := startLogged(name, cmd, logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	s := &server{name: name, cmd: cmd, host: addr, dir: dir, log: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		lf.Close()
-		close(s.done)
-	}()
+	s := &server{name: name, cmd: cmd, host: addr, dir: dir, log: logPath, done: done}
 	if err := s.waitReady(ctx); err != nil {
 		s.stop()
 		return nil, err

@@ -12,4 +12,7 @@ var (
 	freeAddr        = host.FreeAddr
 	gitDescribe     = host.GitDescribe
 	loadAvg         = host.LoadAvg
+	logf            = host.Logf
+	scratchDir      = host.ScratchDir
+	startLogged     = host.StartLogged
 )

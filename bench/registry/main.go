@@ -68,15 +68,11 @@ func run(ctx context.Context, o options) error {
 	if o.out == "" {
 		o.out = filepath.Join(root, "bench", "registry", "out")
 	}
-	tmp, err := os.MkdirTemp("", "airlock-bench-")
+	tmp, removeTmp, err := scratchDir("airlock-bench-", o.keep)
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		logf("keeping %s", tmp)
-	} else {
-		defer os.RemoveAll(tmp)
-	}
+	defer removeTmp()
 
 	regBin, regVersion, err := distributionBinary(ctx, root, o.registry)
 	if err != nil {
@@ -151,10 +147,6 @@ func (o options) asMap() map[string]any {
 func commandLine() string {
 	args := append([]string{"go run ./bench/registry"}, os.Args[1:]...)
 	return strings.Join(args, " ")
-}
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 }
 
 var errGate = errors.New("the gate did not behave as configured")

@@ -23,7 +23,7 @@ type server struct {
 	url  string // http://127.0.0.1:PORT
 	data string
 	log  string
-	done chan struct{}
+	done <-chan struct{}
 }
 
 func moduleRoot(ctx context.Context) (string, error) {
@@ -166,21 +166,11 @@ func startAirlock(ctx context.Context, bin, data, unvetted string) (*server, err
 }
 
 func startServer(ctx context.Context, name string, cmd *exec.Cmd, url, data, logPath string) (*server, error) {
-	lf, err := os.Create(logPath)
+	done, err := startLogged(name, cmd, logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	s := &server{name: name, cmd: cmd, url: url, data: data, log: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		lf.Close()
-		close(s.done)
-	}()
+	s := &server{name: name, cmd: cmd, url: url, data: data, log: logPath, done: done}
 	if err := s.waitReady(ctx); err != nil {
 		s.stop()
 		return nil, err
