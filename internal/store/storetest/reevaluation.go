@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -79,27 +78,10 @@ func testScheduledRevocations(t *testing.T, s store.Store) {
 		t.Fatalf("due after the grace: %+v, %v", rs, err)
 	}
 	// Racing executors: one revokes, the others are refused.
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := s.ExecuteRevocation(ctx, sr.ID, actor)
-			errs <- err
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	ok := 0
-	for err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case !errors.Is(err, store.ErrInvalidTransition):
-			t.Errorf("racing execution: %v", err)
-		}
-	}
+	ok := race(t, 4, "racing execution", func(int) error {
+		_, err := s.ExecuteRevocation(ctx, sr.ID, actor)
+		return err
+	})
 	img, _ := s.Image(ctx, m.Digest)
 	if ok != 1 || img.State != store.Revoked || countActions(t, s, m.Digest, "state.revoked") != 1 || countActions(t, s, m.Digest, "revocation.executed") != 1 {
 		t.Fatalf("%d executions succeeded, state %s; want exactly one revocation", ok, img.State)

@@ -542,18 +542,18 @@ func testTransitionHistoryAudit(t *testing.T, s store.Store) {
 	verify(t, s, 4)
 }
 
-func testTransitionConcurrent(t *testing.T, s store.Store) {
-	m := image(repoA, "app")
-	record(t, s, m)
-	const n = 8
+// race runs op in n goroutines at once and returns how many succeeded; an
+// error other than store.ErrInvalidTransition (a loser's answer) fails t,
+// prefixed with what.
+func race(t *testing.T, n int, what string, op func(i int) error) int {
+	t.Helper()
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := s.Transition(context.Background(), m.Digest, store.Approved, fmt.Sprintf("approver-%d", i), "race", nil)
-			errs <- err
+			errs <- op(i)
 		}()
 	}
 	wg.Wait()
@@ -564,9 +564,19 @@ func testTransitionConcurrent(t *testing.T, s store.Store) {
 		case err == nil:
 			ok++
 		case !errors.Is(err, store.ErrInvalidTransition):
-			t.Errorf("concurrent approval: %v", err)
+			t.Errorf("%s: %v", what, err)
 		}
 	}
+	return ok
+}
+
+func testTransitionConcurrent(t *testing.T, s store.Store) {
+	m := image(repoA, "app")
+	record(t, s, m)
+	ok := race(t, 8, "concurrent approval", func(i int) error {
+		_, err := s.Transition(context.Background(), m.Digest, store.Approved, fmt.Sprintf("approver-%d", i), "race", nil)
+		return err
+	})
 	if ok != 1 {
 		t.Errorf("%d concurrent approvals succeeded; want exactly 1", ok)
 	}
