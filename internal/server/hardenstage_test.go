@@ -71,11 +71,7 @@ func TestHardenStage(t *testing.T) {
 	in, c := startForImport(t, func(c *config.Config) { c.Profile.Duration = 5 * time.Second })
 	ctx := context.Background()
 
-	ev := importJSON(t, c, server.ImportRequest{Source: up.Host + "/apps/tool:1.0", Insecure: true})
-	if ev.Type != "result" {
-		t.Fatalf("import: %+v", ev)
-	}
-	j := waitJob(t, c, ev.Job.ID)
+	j := importedJob(t, c, server.ImportRequest{Source: up.Host + "/apps/tool:1.0", Insecure: true})
 	hs := stageOf(j, "harden")
 	if hs == nil || hs.Status != store.StageDone {
 		t.Fatalf("harden stage: %+v (job %+v)", hs, j)
@@ -165,11 +161,7 @@ func TestHardenStageReplayFails(t *testing.T) {
 	orig := up.Push(t, "apps/flag:1.0", img, nil)
 	in, c := startForImport(t, func(c *config.Config) { c.Profile.Duration = 5 * time.Second })
 	ctx := context.Background()
-	ev := importJSON(t, c, server.ImportRequest{Source: up.Host + "/apps/flag:1.0", Insecure: true})
-	if ev.Type != "result" {
-		t.Fatalf("import: %+v", ev)
-	}
-	j := waitJob(t, c, ev.Job.ID)
+	j := importedJob(t, c, server.ImportRequest{Source: up.Host + "/apps/flag:1.0", Insecure: true})
 	hs := stageOf(j, "harden")
 	var hev hardenstage.Evidence
 	if hs == nil || hs.Status != store.StageDone || json.Unmarshal(hs.Evidence, &hev) != nil {

@@ -59,6 +59,17 @@ func readEvents(t *testing.T, c *server.Client, q url.Values, ct string, body io
 	}
 }
 
+// importedJob imports req, which must succeed, and waits for its job to
+// leave the queue for good.
+func importedJob(t *testing.T, c *server.Client, req server.ImportRequest) store.Job {
+	t.Helper()
+	ev := importJSON(t, c, req)
+	if ev.Type != "result" {
+		t.Fatalf("import: %+v", ev)
+	}
+	return waitJob(t, c, ev.Job.ID)
+}
+
 // waitJob polls until the job has left the queue for good.
 func waitJob(t *testing.T, c *server.Client, id int64) store.Job {
 	t.Helper()

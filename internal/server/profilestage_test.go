@@ -111,11 +111,7 @@ func TestProfileStage(t *testing.T) {
 	}
 
 	// The trojaned version, diffed against the approved one, is rejected.
-	ev = importJSON(t, c, server.ImportRequest{Source: up.Host + "/apps/svc:1.1", Insecure: true})
-	if ev.Type != "result" {
-		t.Fatalf("import: %+v", ev)
-	}
-	j = waitJob(t, c, ev.Job.ID)
+	j = importedJob(t, c, server.ImportRequest{Source: up.Host + "/apps/svc:1.1", Insecure: true})
 	ps = stageOf(j, "profile")
 	var tev profile.StageEvidence
 	if ps == nil || ps.Status != store.StageDone || json.Unmarshal(ps.Evidence, &tev) != nil {

@@ -78,11 +78,7 @@ func TestScanStage(t *testing.T) {
 	// A clean image is scanned too, stays quarantined for review, and once
 	// approved its SBOM and report are fetchable by a puller.
 	want = up.Push(t, "tools/clean:1.0", base, nil)
-	ev = importJSON(t, c, server.ImportRequest{Source: up.Host + "/tools/clean:1.0", Insecure: true})
-	if ev.Type != "result" {
-		t.Fatalf("import: %+v", ev)
-	}
-	j = waitJob(t, c, ev.Job.ID)
+	j = importedJob(t, c, server.ImportRequest{Source: up.Host + "/tools/clean:1.0", Insecure: true})
 	if j.Stages[1].Name != "scan" || j.Stages[1].Status != store.StageDone {
 		t.Fatalf("clean scan stage: %+v", j.Stages)
 	}
