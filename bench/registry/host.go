@@ -13,6 +13,7 @@ var (
 	gitDescribe     = host.GitDescribe
 	loadAvg         = host.LoadAvg
 	logf            = host.Logf
+	runBenchmark    = host.Run
 	scratchDir      = host.ScratchDir
 	startLogged     = host.StartLogged
 )

@@ -1,6 +1,8 @@
 // Package host holds what the benchmarks share about the machine they run
 // on and the processes they start: free ports, CPU time, load, a clean
-// environment, the checkout's version.
+// environment, the checkout's version; and how a run goes: its work
+// directory, its servers' logs, its progress lines, interruption and exit
+// code.
 package host
 
 import (

@@ -1,11 +1,26 @@
 package host
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
+	"syscall"
 	"time"
 )
+
+// Run runs a benchmark, cancelling its context on SIGINT or SIGTERM (so
+// that it stops the servers it started), and exits 3 saying what went
+// wrong if it failed.
+func Run(run func(context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(3)
+	}
+}
 
 // Logf writes one progress line, stamped with the time of day, to stderr
 // (stdout is left for the results).
