@@ -14,7 +14,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/airlock-dev/airlock/internal/harden"
 	"github.com/airlock-dev/airlock/internal/profile"
@@ -54,15 +53,6 @@ func rawTar(t testing.TB, entries []rawEntry) []byte {
 	return buf.Bytes()
 }
 
-func layerOf(t testing.TB, data []byte) v1.Layer {
-	t.Helper()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
 // TestIndexLayers checks the final file set: whiteouts, opaque directories,
 // replaced directories, hard links and parents that are symlinks.
 func TestIndexLayers(t *testing.T) {
@@ -90,7 +80,7 @@ func TestIndexLayers(t *testing.T) {
 		{name: "bin/link", typ: tar.TypeLink, link: "bin/orig"},
 		{name: "./bin/../../../etc/escaped", typ: tar.TypeReg, data: "clean"},
 	})
-	img := sandboxtest.Image(t, v1.Config{}, layerOf(t, l1), layerOf(t, l2))
+	img := sandboxtest.Image(t, v1.Config{}, sandboxtest.LayerOf(t, l1), sandboxtest.LayerOf(t, l2))
 	ix, err := harden.NewIndex(context.Background(), img, t.TempDir(), harden.Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +123,7 @@ func TestHostileLayersAreRefused(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			tmp := t.TempDir()
-			img := sandboxtest.Image(t, v1.Config{}, layerOf(t, rawTar(t, entries)))
+			img := sandboxtest.Image(t, v1.Config{}, sandboxtest.LayerOf(t, rawTar(t, entries)))
 			_, err := harden.NewIndex(context.Background(), img, tmp, harden.Limits{})
 			var le *harden.LayerError
 			if !errors.As(err, &le) {
@@ -145,7 +135,7 @@ func TestHostileLayersAreRefused(t *testing.T) {
 		})
 	}
 	t.Run("over the size limit", func(t *testing.T) {
-		img := sandboxtest.Image(t, v1.Config{}, layerOf(t, rawTar(t, []rawEntry{{name: "big", typ: tar.TypeReg, data: strings.Repeat("x", 4096)}})))
+		img := sandboxtest.Image(t, v1.Config{}, sandboxtest.LayerOf(t, rawTar(t, []rawEntry{{name: "big", typ: tar.TypeReg, data: strings.Repeat("x", 4096)}})))
 		_, err := harden.NewIndex(context.Background(), img, t.TempDir(), harden.Limits{MaxFileBytes: 1024})
 		var le *harden.LayerError
 		if !errors.As(err, &le) {
@@ -174,7 +164,7 @@ func TestHostileProfileStaysInside(t *testing.T) {
 		{name: "etc/out", typ: tar.TypeSymlink, link: canary},
 		{name: "lib/x.so", typ: tar.TypeSymlink, link: "/../../.." + secret},
 	})
-	img := sandboxtest.Image(t, v1.Config{Entrypoint: []string{"/app"}}, layerOf(t, layer))
+	img := sandboxtest.Image(t, v1.Config{Entrypoint: []string{"/app"}}, sandboxtest.LayerOf(t, layer))
 	d, _ := img.Digest()
 	pr := &profile.Profile{Image: profile.Image{Digest: d.String()},
 		Executables: []profile.Exec{{Path: "/app"}, {Path: "/../../.." + secret}},
@@ -249,7 +239,7 @@ func FuzzIndexLayer(f *testing.F) {
 	f.Add(rawTar(f, []rawEntry{{name: "d/", typ: tar.TypeDir}, {name: "d/.wh..wh..opq", typ: tar.TypeReg}, {name: ".wh.d", typ: tar.TypeReg}}), "/d")
 	f.Add([]byte("not a tar"), "/")
 	f.Fuzz(func(t *testing.T, data []byte, read string) {
-		img := sandboxtest.Image(t, v1.Config{}, layerOf(t, data), layerOf(t, data))
+		img := sandboxtest.Image(t, v1.Config{}, sandboxtest.LayerOf(t, data), sandboxtest.LayerOf(t, data))
 		d, _ := img.Digest()
 		pr := &profile.Profile{Image: profile.Image{Digest: d.String()}, Files: profile.Files{Read: []profile.Path{{Path: read}}}}
 		tmp := t.TempDir()
@@ -292,7 +282,7 @@ func FuzzKeepSet(f *testing.F) {
 			{name: "usr/bin/env", typ: tar.TypeSymlink, link: linkTarget},
 			{name: "etc/x", typ: tar.TypeReg, data: "x"},
 		})
-		img := sandboxtest.Image(t, v1.Config{Entrypoint: []string{"/bin/app"}}, layerOf(t, layer))
+		img := sandboxtest.Image(t, v1.Config{Entrypoint: []string{"/bin/app"}}, sandboxtest.LayerOf(t, layer))
 		d, _ := img.Digest()
 		pr := &profile.Profile{Image: profile.Image{Digest: d.String()},
 			Executables: []profile.Exec{{Path: path}},

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // entry is one raw tar entry, in the order given (the hostile cases need
@@ -61,15 +59,6 @@ func rawTar(t testing.TB, ents ...entry) []byte {
 	return buf.Bytes()
 }
 
-func layerOf(t testing.TB, data []byte) v1.Layer {
-	t.Helper()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
 // snapshot lists every path under dir with its kind, for "nothing changed" checks.
 func snapshot(t testing.TB, dir string) []string {
 	t.Helper()
@@ -108,7 +97,7 @@ func TestUnpackLayers(t *testing.T) {
 		"var/cache/b/deep": {Data: []byte("b")},
 		"home/user/f":      {Data: []byte("f"), UID: 1000, GID: 1000},
 	})
-	top := layerOf(t, rawTar(t,
+	top := sandboxtest.LayerOf(t, rawTar(t,
 		entry{name: "etc/.wh.gone"},
 		entry{name: "var/cache/.wh..wh..opq"},
 		entry{name: "var/cache/new", data: "new"},
@@ -221,7 +210,7 @@ func TestUnpackBombs(t *testing.T) {
 	tw.WriteHeader(&tar.Header{Name: "zeros", Typeflag: tar.TypeReg, Size: 64 << 20, Mode: 0o644})
 	tw.Write(make([]byte, 64<<20))
 	tw.Close()
-	img := sandboxtest.Image(t, v1.Config{}, layerOf(t, buf.Bytes()))
+	img := sandboxtest.Image(t, v1.Config{}, sandboxtest.LayerOf(t, buf.Bytes()))
 	dir := filepath.Join(t.TempDir(), "rootfs")
 	err := Unpack(context.Background(), img, dir, UnpackLimits{MaxBytes: 1 << 20})
 	if !errors.Is(err, ErrUnpackLimit) {
@@ -243,7 +232,7 @@ func checkContained(t testing.TB, data []byte, lim UnpackLimits) error {
 	}
 	dir := filepath.Join(parent, "rootfs")
 	before := snapshot(t, parent)
-	img := sandboxtest.Image(t, v1.Config{}, layerOf(t, data))
+	img := sandboxtest.Image(t, v1.Config{}, sandboxtest.LayerOf(t, data))
 	err := Unpack(context.Background(), img, dir, lim)
 	after := snapshot(t, parent)
 	var outside []string

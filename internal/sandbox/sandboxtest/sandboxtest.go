@@ -131,8 +131,14 @@ func Layer(t testing.TB, files map[string]File) v1.Layer {
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	data := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	return LayerOf(t, buf.Bytes())
+}
+
+// LayerOf is the layer of these uncompressed tar bytes exactly as given,
+// hostile ones too (names with "..", links anywhere, lying sizes).
+func LayerOf(t testing.TB, tarBytes []byte) v1.Layer {
+	t.Helper()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tarBytes)), nil })
 	if err != nil {
 		t.Fatal(err)
 	}
