@@ -343,25 +343,8 @@ func TestDecideSignVerify(t *testing.T) {
 
 	// Interop: real cosign verifies the approval, and refuses a tampered one.
 	t.Run("cosign", func(t *testing.T) {
-		cosign := tool(t, "cosign")
-		dir := t.TempDir()
-		pubFile := filepath.Join(dir, "pub.pem")
-		if err := os.WriteFile(pubFile, pubPEM, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{in.Host: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("dev:" + pull))}}})
-		if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		run := func(image string) (string, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, cosign, "verify-attestation", "--key", pubFile, "--type", attest.ApprovalPredicateType,
-				"--insecure-ignore-tlog", "--allow-insecure-registry", "--allow-http-registry", image)
-			cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dir, "HOME="+dir, "TUF_ROOT="+filepath.Join(dir, "tuf"), "SIGSTORE_NO_CACHE=true")
-			out, err := cmd.CombinedOutput()
-			return string(out), err
-		}
+		verify := cosignVerifier(t, in, pull, pubPEM)
+		run := func(image string) (string, error) { return verify(attest.ApprovalPredicateType, image) }
 		// b is approved; its tag carries a's attestation: give b its own back first.
 		c2 := in.PushRandom(t, "team/c:1", "ci", pusher, 512, 1)
 		cd, _ := c2.Digest()
@@ -384,6 +367,32 @@ func TestDecideSignVerify(t *testing.T) {
 			t.Logf("cosign refused the tampered attestation: %s", lastLine(out))
 		}
 	})
+}
+
+// cosignVerifier returns a function that runs real cosign
+// verify-attestation --type typ of an image in in's registry, with the
+// public key pubPEM and the puller token pull, and returns its output.
+func cosignVerifier(t *testing.T, in *servertest.Instance, pull string, pubPEM []byte) func(typ, image string) (string, error) {
+	t.Helper()
+	cosign := tool(t, "cosign")
+	dir := t.TempDir()
+	pubFile := filepath.Join(dir, "pub.pem")
+	if err := os.WriteFile(pubFile, pubPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{in.Host: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("dev:" + pull))}}})
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return func(typ, image string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, cosign, "verify-attestation", "--key", pubFile, "--type", typ,
+			"--insecure-ignore-tlog", "--allow-insecure-registry", "--allow-http-registry", image)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dir, "HOME="+dir, "TUF_ROOT="+filepath.Join(dir, "tuf"), "SIGSTORE_NO_CACHE=true")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
 }
 
 // cosignVerified finds, in cosign's output, the verified envelope whose
@@ -743,29 +752,15 @@ func TestScanAttestations(t *testing.T) {
 	}
 
 	t.Run("cosign", func(t *testing.T) {
-		cosign := tool(t, "cosign")
-		dir := t.TempDir()
-		pubFile := filepath.Join(dir, "pub.pem")
-		if err := os.WriteFile(pubFile, pubPEM, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{in.Host: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("dev:" + pull))}}})
-		if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		verify := cosignVerifier(t, in, pull, pubPEM)
 		for _, tc := range []struct{ flag, predicate, repo string }{
 			{"cyclonedx", attest.CycloneDXPredicateType, repo},
 			{"vuln", attest.VulnPredicateType, repo},
 			{attest.ApprovalPredicateType, attest.ApprovalPredicateType, repo},
 			{"cyclonedx", attest.CycloneDXPredicateType, "mirror/py"},
 		} {
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			cmd := exec.CommandContext(cctx, cosign, "verify-attestation", "--key", pubFile, "--type", tc.flag,
-				"--insecure-ignore-tlog", "--allow-insecure-registry", "--allow-http-registry", in.Host+"/"+tc.repo+"@"+want)
-			cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dir, "HOME="+dir, "TUF_ROOT="+filepath.Join(dir, "tuf"), "SIGSTORE_NO_CACHE=true")
-			out, err := cmd.CombinedOutput()
-			cancel()
-			if err != nil || !cosignVerifiedType(string(out), tc.predicate, want) {
+			out, err := verify(tc.flag, in.Host+"/"+tc.repo+"@"+want)
+			if err != nil || !cosignVerifiedType(out, tc.predicate, want) {
 				t.Fatalf("cosign verify-attestation --type %s in %s: %v\n%s", tc.flag, tc.repo, err, out)
 			}
 		}
