@@ -17,14 +17,42 @@ TOOLS=(
   "cosign|github.com/sigstore/cosign/v2/cmd/cosign|v2.6.5"
 )
 
-# Debian packages the tests read binaries from, at exact versions.
-DEBS=("busybox-static=1:1.35.0-4+deb12u1+b1" "nginx-light=1.22.1-9+deb12u11" "redis-server=5:7.0.15-1~deb12u10")
-if { [ ! -x /bin/busybox ] || [ ! -x /usr/sbin/nginx ] || [ ! -x /usr/bin/redis-server ]; } && command -v apt-get >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "installing ${DEBS[*]}" >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${DEBS[@]}") >&2
+# Debian packages the tests need, at exact versions: binaries copied into
+# test images (busybox-static, nginx-light, redis-server, nodejs), Debian's
+# python3 and CA bundle the hardening tests build an image from, curl (a
+# dynamically linked program for the shared-library tests). Installed when a
+# package is missing or at another version; services are not started.
+DEBS=(
+  "busybox-static=1:1.35.0-4+deb12u1+b1"
+  "nginx-light=1.22.1-9+deb12u11"
+  "redis-server=5:7.0.15-1~deb12u10"
+  "nodejs=20.20.2-1nodesource1+repack1"
+  "python3-minimal=3.11.2-1+b1"
+  "python3.11-minimal=3.11.2-6+deb12u6"
+  "libpython3.11-stdlib=3.11.2-6+deb12u6"
+  "ca-certificates=20230311+deb12u1"
+  "curl=7.88.1-10+deb12u14"
+)
+NEED=()
+for d in "${DEBS[@]}"; do
+  have="$(dpkg-query -W -f='${Version}' "${d%%=*}" 2>/dev/null || true)"
+  [ "$have" = "${d#*=}" ] || NEED+=("$d")
+done
+if [ "${#NEED[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${NEED[*]}" >&2
+    # No daemon may start on install (nginx would take port 80, redis 6379).
+    rcd=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      rcd=/usr/sbin/policy-rc.d
+      printf '#!/bin/sh\nexit 101\n' >"$rcd" && chmod 755 "$rcd"
+    fi
+    status=0
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-downgrades "${NEED[@]}") >&2 || status=$?
+    [ -z "$rcd" ] || rm -f "$rcd"
+    [ "$status" = 0 ] || { echo "apt-get install ${NEED[*]} failed" >&2; exit "$status"; }
   else
-    echo "note: run as root or install ${DEBS[*]} for the busybox, nginx and redis image tests" >&2
+    echo "note: run as root on Debian 12 to install ${NEED[*]} for the image tests" >&2
   fi
 fi
 
