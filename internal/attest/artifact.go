@@ -1,16 +1,16 @@
 package attest
 
 import (
-	"bytes"
 	"crypto"
 	"encoding/json"
 	"fmt"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/airlock-dev/airlock/internal/registry"
 )
 
 // Media types and annotations of the attestation layout cosign reads.
@@ -48,19 +48,16 @@ func ManifestOf(layers []Layer, subject v1.Descriptor) (v1.Image, error) {
 	if len(layers) == 0 {
 		return nil, fmt.Errorf("an attestation image needs at least one envelope")
 	}
-	a := &artifact{layers: map[v1.Hash]v1.Layer{}}
 	var descs []v1.Descriptor
 	var diffIDs []v1.Hash
+	var blobs []v1.Layer
 	for _, l := range layers {
 		layer := static.NewLayer(l.Envelope, MediaTypeDSSE)
 		ld, err := layer.Digest()
 		if err != nil {
 			return nil, err
 		}
-		if _, dup := a.layers[ld]; dup {
-			return nil, fmt.Errorf("envelope %s is given twice", ld)
-		}
-		a.layers[ld] = layer
+		blobs = append(blobs, layer)
 		diffIDs = append(diffIDs, ld)
 		descs = append(descs, v1.Descriptor{
 			MediaType: MediaTypeDSSE, Size: int64(len(l.Envelope)), Digest: ld,
@@ -71,47 +68,12 @@ func ManifestOf(layers []Layer, subject v1.Descriptor) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	cd, _, err := v1.SHA256(bytes.NewReader(cfg))
-	if err != nil {
-		return nil, err
-	}
-	m := struct {
-		SchemaVersion int               `json:"schemaVersion"`
-		MediaType     types.MediaType   `json:"mediaType"`
-		ArtifactType  string            `json:"artifactType"`
-		Config        v1.Descriptor     `json:"config"`
-		Layers        []v1.Descriptor   `json:"layers"`
-		Subject       *v1.Descriptor    `json:"subject"`
-		Annotations   map[string]string `json:"annotations,omitempty"`
-	}{
-		SchemaVersion: 2,
-		MediaType:     types.OCIManifestSchema1,
-		ArtifactType:  MediaTypeDSSE,
-		Config:        v1.Descriptor{MediaType: types.OCIConfigJSON, Size: int64(len(cfg)), Digest: cd},
-		Layers:        descs,
-		Subject:       &v1.Descriptor{MediaType: subject.MediaType, Size: subject.Size, Digest: subject.Digest},
-	}
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	a.manifest, a.config = raw, cfg
-	return partial.CompressedToImage(a)
-}
-
-type artifact struct {
-	manifest, config []byte
-	layers           map[v1.Hash]v1.Layer
-}
-
-func (a *artifact) RawConfigFile() ([]byte, error)      { return a.config, nil }
-func (a *artifact) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
-func (a *artifact) RawManifest() ([]byte, error)        { return a.manifest, nil }
-func (a *artifact) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
-	if l, ok := a.layers[h]; ok {
-		return l, nil
-	}
-	return nil, fmt.Errorf("attestation has no layer %s", h)
+	return registry.Artifact(registry.ArtifactManifest{
+		ArtifactType: MediaTypeDSSE,
+		Config:       v1.Descriptor{MediaType: types.OCIConfigJSON},
+		Layers:       descs,
+		Subject:      &subject,
+	}, cfg, blobs...)
 }
 
 // SignStatement signs an in-toto statement and returns the envelope as JSON.

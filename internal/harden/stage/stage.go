@@ -235,7 +235,7 @@ func (s *Step) attach(ctx context.Context, repos []string, target string, report
 	if ev.Hardened != "" {
 		ann["dev.airlock.harden.hardened"] = ev.Hardened
 	}
-	art, err := scanstage.Referrer(report, harden.ArtifactType, v1.Descriptor{MediaType: types.MediaType(mt), Size: int64(len(raw)), Digest: h}, ann)
+	art, err := registry.Referrer(report, harden.ArtifactType, v1.Descriptor{MediaType: types.MediaType(mt), Size: int64(len(raw)), Digest: h}, ann)
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/airlock-dev/airlock/internal/profile"
 	"github.com/airlock-dev/airlock/internal/registry"
 	"github.com/airlock-dev/airlock/internal/sandbox"
-	scanstage "github.com/airlock-dev/airlock/internal/scan/stage"
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
@@ -222,7 +221,7 @@ func (s *Step) attach(ctx context.Context, repos []string, digest, mediaType str
 	if p.Run.StartedAt != "" {
 		ann["org.opencontainers.image.created"] = p.Run.StartedAt
 	}
-	img, err := scanstage.Referrer(raw, profile.MediaType, subject, ann)
+	img, err := registry.Referrer(raw, profile.MediaType, subject, ann)
 	if err != nil {
 		return nil, err
 	}

@@ -16,8 +16,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/partial"
-	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/airlock-dev/airlock/internal/pipeline"
@@ -216,7 +214,7 @@ func (s *Step) attach(ctx context.Context, repos []string, dgst, mediaType strin
 		typ  string
 		what string
 	}{{sbom.Bytes(), scan.MediaTypeCycloneDX, "CycloneDX SBOM"}, {report.Bytes(), scan.MediaTypeReport, "scan report"}} {
-		img, err := Referrer(a.blob, a.typ, subject, map[string]string{
+		img, err := registry.Referrer(a.blob, a.typ, subject, map[string]string{
 			"org.opencontainers.image.created": created, "dev.airlock.scan.reportDigest": ie.ReportDigest,
 		})
 		if err != nil {
@@ -234,62 +232,3 @@ func (s *Step) attach(ctx context.Context, repos []string, dgst, mediaType strin
 	return ie, nil
 }
 
-// Media type and content of the OCI empty config (image-spec 1.1).
-const (
-	MediaTypeEmpty = "application/vnd.oci.empty.v1+json"
-	emptyJSON      = "{}"
-)
-
-// Referrer builds an OCI 1.1 artifact manifest: one blob of artifactType
-// with subject set, so the referrers API lists it under the subject.
-func Referrer(blob []byte, artifactType string, subject v1.Descriptor, annotations map[string]string) (v1.Image, error) {
-	layer := static.NewLayer(blob, types.MediaType(artifactType))
-	ld, err := layer.Digest()
-	if err != nil {
-		return nil, err
-	}
-	cd, _, err := v1.SHA256(strings.NewReader(emptyJSON))
-	if err != nil {
-		return nil, err
-	}
-	m := struct {
-		SchemaVersion int               `json:"schemaVersion"`
-		MediaType     types.MediaType   `json:"mediaType"`
-		ArtifactType  string            `json:"artifactType"`
-		Config        v1.Descriptor     `json:"config"`
-		Layers        []v1.Descriptor   `json:"layers"`
-		Subject       *v1.Descriptor    `json:"subject"`
-		Annotations   map[string]string `json:"annotations,omitempty"`
-	}{
-		SchemaVersion: 2, MediaType: types.OCIManifestSchema1, ArtifactType: artifactType,
-		Config:      v1.Descriptor{MediaType: MediaTypeEmpty, Size: int64(len(emptyJSON)), Digest: cd},
-		Layers:      []v1.Descriptor{{MediaType: types.MediaType(artifactType), Size: int64(len(blob)), Digest: ld}},
-		Subject:     &v1.Descriptor{MediaType: subject.MediaType, Size: subject.Size, Digest: subject.Digest},
-		Annotations: annotations,
-	}
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	return partial.CompressedToImage(&artifact{manifest: raw, layer: layer, layerDigest: ld, configDigest: cd})
-}
-
-type artifact struct {
-	manifest     []byte
-	layer        v1.Layer
-	layerDigest  v1.Hash
-	configDigest v1.Hash
-}
-
-func (a *artifact) RawConfigFile() ([]byte, error)      { return []byte(emptyJSON), nil }
-func (a *artifact) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
-func (a *artifact) RawManifest() ([]byte, error)        { return a.manifest, nil }
-func (a *artifact) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
-	switch h {
-	case a.layerDigest:
-		return a.layer, nil
-	case a.configDigest:
-		return static.NewLayer([]byte(emptyJSON), MediaTypeEmpty), nil
-	}
-	return nil, fmt.Errorf("artifact has no blob %s", h)
-}
