@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -107,13 +109,17 @@ Exit codes: 0 hardened (and replay passed), 1 the replay failed (nothing is writ
 			if err != nil {
 				return usageErr("--profile: %v", err)
 			}
-			pr, err := profile.Parse(pf)
+			// One read: the document is parsed and its digest taken as it streams.
+			ph := sha256.New()
+			pr, err := profile.Parse(io.TeeReader(pf, ph))
+			if err == nil {
+				_, err = io.Copy(ph, pf) // what Parse left unread (trailing space) is part of the file's digest
+			}
 			pf.Close()
 			if err != nil {
 				return usageErr("--profile %s: %v", profilePath, err)
 			}
-			pb, _ := os.ReadFile(profilePath)
-			pd, _, _ := v1.SHA256(strings.NewReader(string(pb)))
+			pd := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(ph.Sum(nil))}
 
 			src, err := source.Parse(args[0], insecure)
 			if err != nil {

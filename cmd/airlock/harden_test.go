@@ -2,6 +2,7 @@ package main
 
 import (
 	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"io"
 	"os"
@@ -121,6 +122,15 @@ func TestHardenCommand(t *testing.T) {
 	himg, err := p.Image(h)
 	if err != nil {
 		t.Fatalf("the layout lacks %s: %v", h, err)
+	}
+	// The image names the profile it was made from by the file's digest.
+	pb, err := os.ReadFile(pf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd, _, _ := v1.SHA256(bytes.NewReader(pb))
+	if m, err := himg.Manifest(); err != nil || m.Annotations[harden.AnnotationProfile] != pd.String() {
+		t.Errorf("profile annotation: %v, want %s (err %v)", m.Annotations, pd, err)
 	}
 	ls, _ := himg.Layers()
 	rc, _ := ls[0].Uncompressed()
