@@ -21,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/airlock-dev/airlock/bench/internal/host"
 )
 
 // Where the image lives upstream and in the peers' destinations.
@@ -56,10 +58,10 @@ func (i *image) summary() imageSummary {
 func cachedImage(out string, mib, layers int) (*image, error) {
 	dir := filepath.Join(out, fmt.Sprintf("layout-%dmib-%dlayers", mib, layers))
 	if img, err := openImage(dir); err == nil {
-		logf("using the cached image %s (%s)", dir, img.digest)
+		host.Logf("using the cached image %s (%s)", dir, img.digest)
 		return img, nil
 	}
-	logf("generating a %d MiB image of %d random layers into %s", mib, layers, dir)
+	host.Logf("generating a %d MiB image of %d random layers into %s", mib, layers, dir)
 	start := time.Now()
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
@@ -71,7 +73,7 @@ func cachedImage(out string, mib, layers int) (*image, error) {
 	if err != nil {
 		return nil, err
 	}
-	logf("generated %s in %.1fs", img.digest, time.Since(start).Seconds())
+	host.Logf("generated %s in %.1fs", img.digest, time.Since(start).Seconds())
 	return img, nil
 }
 
@@ -210,6 +212,6 @@ func (i *image) push(ctx context.Context, up *server) error {
 	if err := remote.Write(ref, i.img, remote.WithContext(ctx), remote.WithAuth(authn.Anonymous)); err != nil {
 		return fmt.Errorf("push the image upstream: %w", err)
 	}
-	logf("pushed %s to the upstream %s in %.1fs", i.digest, ref, time.Since(start).Seconds())
+	host.Logf("pushed %s to the upstream %s in %.1fs", i.digest, ref, time.Since(start).Seconds())
 	return nil
 }

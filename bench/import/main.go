@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/airlock-dev/airlock/bench/internal/host"
 )
 
 // options are the command-line settings of one run.
@@ -57,12 +59,12 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	runBenchmark(func(ctx context.Context) error { return run(ctx, o) })
+	host.Run(func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func run(ctx context.Context, o options) error {
 	started := time.Now()
-	host := describeMachine()
+	machine := host.DescribeMachine()
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return err
@@ -70,7 +72,7 @@ func run(ctx context.Context, o options) error {
 	if o.out == "" {
 		o.out = filepath.Join(root, "bench", "import", "out")
 	}
-	tmp, removeTmp, err := scratchDir("airlock-bench-import-", o.keep)
+	tmp, removeTmp, err := host.ScratchDir("airlock-bench-import-", o.keep)
 	if err != nil {
 		return err
 	}
@@ -83,8 +85,8 @@ func run(ctx context.Context, o options) error {
 	airlockBin := o.airlock
 	if airlockBin == "" {
 		airlockBin = filepath.Join(tmp, "airlock")
-		logf("building airlock into %s", airlockBin)
-		if err := buildAirlock(ctx, root, airlockBin, gitDescribe(ctx, root)); err != nil {
+		host.Logf("building airlock into %s", airlockBin)
+		if err := buildAirlock(ctx, root, airlockBin, host.GitDescribe(ctx, root)); err != nil {
 			return err
 		}
 	}
@@ -92,7 +94,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("%s version: %w", airlockBin, err)
 	}
-	logf("airlock: %s (%s)", airlockBin, airlockVersion)
+	host.Logf("airlock: %s (%s)", airlockBin, airlockVersion)
 
 	img, err := cachedImage(o.out, o.mib, o.layers)
 	if err != nil {
@@ -110,7 +112,7 @@ func run(ctx context.Context, o options) error {
 	res := &results{
 		Started: started.UTC(),
 		Command: commandLine(),
-		Machine: host,
+		Machine: machine,
 		Options: map[string]any{"mib": o.mib, "layers": o.layers, "reps": o.reps, "warmup": o.warmup},
 		Image:   img.summary(),
 		Versions: map[string]string{
@@ -126,7 +128,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	res.finish()
-	res.Machine.LoadEnd = loadAvg()
+	res.Machine.LoadEnd = host.LoadAvg()
 	res.Seconds = time.Since(started).Seconds()
 	table := res.markdown()
 	fmt.Println()
@@ -134,7 +136,7 @@ func run(ctx context.Context, o options) error {
 	if err := res.write(o.out); err != nil {
 		return err
 	}
-	logf("wrote %s and %s", filepath.Join(o.out, "results.json"), filepath.Join(o.out, "results.md"))
+	host.Logf("wrote %s and %s", filepath.Join(o.out, "results.json"), filepath.Join(o.out, "results.md"))
 	if o.perf {
 		if err := b.profile(ctx); err != nil {
 			return err

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/airlock-dev/airlock/bench/internal/host"
 )
 
 // bench copies the image with every tool. Within a repetition the tools take
@@ -66,7 +68,7 @@ func (b *bench) copiers() []*copier {
 					dest.stop()
 					return nil, nil, nil, fmt.Errorf("airlock admin token: %w", err)
 				}
-				env := append(cleanEnv("AIRLOCK_", "HOME="), "HOME="+dir,
+				env := append(host.CleanEnv("AIRLOCK_", "HOME="), "HOME="+dir,
 					"AIRLOCK_SERVER=http://"+dest.host, "AIRLOCK_TOKEN="+strings.TrimSpace(string(token)))
 				return dest, []string{b.airlock, "import", b.source(), "--insecure", "-o", "json"}, env, nil
 			},
@@ -94,7 +96,7 @@ func (b *bench) copiers() []*copier {
 					return nil, nil, nil, err
 				}
 				argv := []string{b.tools.crane, "copy", "--insecure", b.source(), dest.host + "/" + imageRepo + ":" + imageTag}
-				return dest, argv, append(cleanEnv("HOME="), "HOME="+dir), nil
+				return dest, argv, append(host.CleanEnv("HOME="), "HOME="+dir), nil
 			},
 			verify: b.verifyManifest,
 		},
@@ -109,7 +111,7 @@ func (b *bench) copiers() []*copier {
 				}
 				argv := []string{b.tools.skopeo, "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
 					"docker://" + b.source(), "docker://" + dest.host + "/" + imageRepo + ":" + imageTag}
-				return dest, argv, append(cleanEnv("HOME="), "HOME="+dir), nil
+				return dest, argv, append(host.CleanEnv("HOME="), "HOME="+dir), nil
 			},
 			verify: b.verifyManifest,
 		})
@@ -151,7 +153,7 @@ func (b *bench) measure(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			logf("warm-up %d/%d: %s %.2fs", i+1, b.o.warmup, c.key, s.Seconds)
+			host.Logf("warm-up %d/%d: %s %.2fs", i+1, b.o.warmup, c.key, s.Seconds)
 		}
 	}
 	for rep := 0; rep < b.o.reps; rep++ {
@@ -162,7 +164,7 @@ func (b *bench) measure(ctx context.Context) error {
 				return err
 			}
 			b.res.tool(c.key).Samples = append(b.res.tool(c.key).Samples, s)
-			logf("repetition %d/%d: %s %.2fs (CPU s: client %.2f, destination %.2f, upstream %.2f)",
+			host.Logf("repetition %d/%d: %s %.2fs (CPU s: client %.2f, destination %.2f, upstream %.2f)",
 				rep+1, b.o.reps, c.key, s.Seconds, s.ClientCPU, s.DestCPU, s.UpstreamCPU)
 		}
 	}
@@ -202,13 +204,13 @@ func (b *bench) copyOnce(ctx context.Context, c *copier, hook func(pid int) func
 	if hook != nil {
 		after = hook(dest.pid())
 	}
-	up0, err1 := cpuTime(b.up.pid())
-	dest0, err2 := cpuTime(dest.pid())
+	up0, err1 := host.CPUTime(b.up.pid())
+	dest0, err2 := host.CPUTime(dest.pid())
 	start := time.Now()
 	err = cmd.Run()
 	s.Seconds = time.Since(start).Seconds()
-	up1, err3 := cpuTime(b.up.pid())
-	dest1, err4 := cpuTime(dest.pid())
+	up1, err3 := host.CPUTime(b.up.pid())
+	dest1, err4 := host.CPUTime(dest.pid())
 	if after != nil {
 		after()
 	}
@@ -276,7 +278,7 @@ func (b *bench) profile(ctx context.Context) error {
 		if err := os.WriteFile(path, txt.Bytes(), 0o644); err != nil {
 			return err
 		}
-		logf("%s: perf profile in %s (summary %s)", c.key, data, path)
+		host.Logf("%s: perf profile in %s (summary %s)", c.key, data, path)
 	}
 	return nil
 }

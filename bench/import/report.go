@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/airlock-dev/airlock/bench/internal/host"
 )
 
 // Goal of the issue: airlock's import takes at most 1.1× the time of the
@@ -18,7 +20,7 @@ type results struct {
 	Started  time.Time         `json:"started"`
 	Seconds  float64           `json:"seconds"`
 	Command  string            `json:"command"`
-	Machine  machine           `json:"machine"`
+	Machine  host.Machine      `json:"machine"`
 	Options  map[string]any    `json:"options"`
 	Versions map[string]string `json:"versions"`
 	Image    imageSummary      `json:"image"`

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/airlock-dev/airlock/bench/internal/host"
 )
 
 // Pinned versions of the peers: .ci/tools.sh pins the same registry and
@@ -59,7 +61,7 @@ func findTools(ctx context.Context, root string, o options) (*tools, error) {
 	var ciTools string // bin directory of .ci/tools.sh, once run
 	ciBin := func(name string) (string, error) {
 		if ciTools == "" {
-			logf("looking up the pinned peer tools with .ci/tools.sh (it installs what is missing)")
+			host.Logf("looking up the pinned peer tools with .ci/tools.sh (it installs what is missing)")
 			out, err := runScript(ctx, filepath.Join(root, ".ci", "tools.sh"))
 			if err != nil {
 				return "", err
@@ -74,28 +76,28 @@ func findTools(ctx context.Context, root string, o options) (*tools, error) {
 	if err != nil {
 		return nil, err
 	}
-	logf("distribution: %s (%s)", t.registry, t.registryVersion)
+	host.Logf("distribution: %s (%s)", t.registry, t.registryVersion)
 	t.crane, t.craneVersion, err = findBinary(ctx, "crane", o.crane, craneVersionOf, craneVersion, ciBin)
 	if err != nil {
 		return nil, err
 	}
-	logf("crane: %s (%s)", t.crane, t.craneVersion)
+	host.Logf("crane: %s (%s)", t.crane, t.craneVersion)
 
 	if o.skopeo == "none" {
 		t.skopeoMissing = "left out with -skopeo none"
 		return t, nil
 	}
 	t.skopeo, t.skopeoVersion, err = findBinary(ctx, "skopeo", o.skopeo, skopeoVersionOf, skopeoVersion, func(string) (string, error) {
-		logf("installing skopeo %s with bench/import/skopeo.sh", skopeoVersion)
+		host.Logf("installing skopeo %s with bench/import/skopeo.sh", skopeoVersion)
 		return runScript(ctx, filepath.Join(root, "bench", "import", "skopeo.sh"))
 	})
 	if err != nil {
 		// The issue asks for both peers; without skopeo the table says so.
 		t.skopeo, t.skopeoMissing = "", err.Error()
-		logf("skopeo left out: %v", err)
+		host.Logf("skopeo left out: %v", err)
 		return t, nil
 	}
-	logf("skopeo: %s (%s)", t.skopeo, t.skopeoVersion)
+	host.Logf("skopeo: %s (%s)", t.skopeo, t.skopeoVersion)
 	return t, nil
 }
 
@@ -215,7 +217,7 @@ type server struct {
 // startDistribution runs distribution's registry with filesystem storage in
 // dir, logging as quietly as airlock's own distribution handlers.
 func startDistribution(ctx context.Context, bin, dir, name string) (*server, error) {
-	addr, err := freeAddr()
+	addr, err := host.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -245,13 +247,13 @@ http:
 	// distribution v3 traces every request with OpenTelemetry and by default
 	// exports to an OTLP collector on localhost; with none there, that export
 	// would only add failed connections. "none" keeps the peer at its best.
-	cmd.Env = append(cleanEnv("REGISTRY_", "OTEL_"), "OTEL_TRACES_EXPORTER=none")
+	cmd.Env = append(host.CleanEnv("REGISTRY_", "OTEL_"), "OTEL_TRACES_EXPORTER=none")
 	return startServer(ctx, name, cmd, addr, dir)
 }
 
 // startAirlock runs `airlock serve` with a fresh data directory in dir.
 func startAirlock(ctx context.Context, bin, dir string) (*server, error) {
-	addr, err := freeAddr()
+	addr, err := host.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -260,13 +262,13 @@ func startAirlock(ctx context.Context, bin, dir string) (*server, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "serve", "--addr", addr, "--data", data, "--log-level", "error")
-	cmd.Env = append(cleanEnv("AIRLOCK_"), "HOME="+dir) // no docker credentials of this machine
+	cmd.Env = append(host.CleanEnv("AIRLOCK_"), "HOME="+dir) // no docker credentials of this machine
 	return startServer(ctx, "airlock", cmd, addr, dir)
 }
 
 func startServer(ctx context.Context, name string, cmd *exec.Cmd, addr, dir string) (*server, error) {
 	logPath := filepath.Join(dir, name+".log")
-	done, err := startLogged(name, cmd, logPath)
+	done, err := host.StartLogged(name, cmd, logPath)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/airlock-dev/airlock/bench/internal/host"
 )
 
 // Repositories of the run. openRepo is --allow-unvetted on the airlock server.
@@ -355,7 +357,7 @@ func setup(ctx context.Context, dist, al *server, img *image) ([]*target, error)
 		if err := t.fresh(ctx); err != nil {
 			return nil, err
 		}
-		logf("pushing the image to %s %s/%s", t.label, t.srv.url, t.repo)
+		host.Logf("pushing the image to %s %s/%s", t.label, t.srv.url, t.repo)
 		if err := t.pushImage(ctx, img); err != nil {
 			return nil, err
 		}
@@ -415,7 +417,7 @@ func warmUp(ctx context.Context, targets []*target, img *image) error {
 				}
 			}
 		}
-		logf("%s: blob digest and manifest verified", t.label)
+		host.Logf("%s: blob digest and manifest verified", t.label)
 	}
 	return nil
 }

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/airlock-dev/airlock/bench/internal/host"
 )
 
 // options are the command-line settings of one run.
@@ -48,12 +50,12 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	runBenchmark(func(ctx context.Context) error { return run(ctx, o) })
+	host.Run(func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func run(ctx context.Context, o options) error {
 	started := time.Now()
-	host := describeMachine()
+	machine := host.DescribeMachine()
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return err
@@ -61,7 +63,7 @@ func run(ctx context.Context, o options) error {
 	if o.out == "" {
 		o.out = filepath.Join(root, "bench", "registry", "out")
 	}
-	tmp, removeTmp, err := scratchDir("airlock-bench-", o.keep)
+	tmp, removeTmp, err := host.ScratchDir("airlock-bench-", o.keep)
 	if err != nil {
 		return err
 	}
@@ -71,9 +73,9 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	logf("distribution: %s (%s)", regBin, regVersion)
+	host.Logf("distribution: %s (%s)", regBin, regVersion)
 	airlockBin := filepath.Join(tmp, "airlock")
-	logf("building airlock into %s", airlockBin)
+	host.Logf("building airlock into %s", airlockBin)
 	if err := buildAirlock(ctx, root, airlockBin); err != nil {
 		return err
 	}
@@ -89,7 +91,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer al.stop()
 
-	logf("generating a %d MiB random blob", o.blobMiB)
+	host.Logf("generating a %d MiB random blob", o.blobMiB)
 	img, err := newImage(int64(o.blobMiB) << 20)
 	if err != nil {
 		return err
@@ -105,9 +107,9 @@ func run(ctx context.Context, o options) error {
 	res := &results{
 		Started:  started.UTC(),
 		Command:  commandLine(),
-		Machine:  host,
+		Machine:  machine,
 		Options:  o.asMap(),
-		Versions: map[string]string{"distribution": regVersion, "airlock": gitDescribe(ctx, root)},
+		Versions: map[string]string{"distribution": regVersion, "airlock": host.GitDescribe(ctx, root)},
 		Targets:  targetLabels(targets),
 	}
 	b := &bench{o: o, targets: targets, img: img, res: res}
@@ -115,7 +117,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	res.finish()
-	res.Machine.LoadEnd = loadAvg()
+	res.Machine.LoadEnd = host.LoadAvg()
 	res.Seconds = time.Since(started).Seconds()
 	table := res.markdown()
 	fmt.Println()
@@ -123,7 +125,7 @@ func run(ctx context.Context, o options) error {
 	if err := res.write(o.out); err != nil {
 		return err
 	}
-	logf("wrote %s and %s", filepath.Join(o.out, "results.json"), filepath.Join(o.out, "results.md"))
+	host.Logf("wrote %s and %s", filepath.Join(o.out, "results.json"), filepath.Join(o.out, "results.md"))
 	if o.perf {
 		if err := b.profile(ctx); err != nil {
 			return err

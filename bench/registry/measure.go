@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/airlock-dev/airlock/bench/internal/host"
 )
 
 // bench runs every measurement on every target. Within a repetition the
@@ -69,7 +71,7 @@ func (b *bench) pulls(ctx context.Context) error {
 			}
 			m.add(t.key, float64(total)/1e6/time.Since(start).Seconds())
 		}
-		logf("blob pull: repetition %d/%d done", rep+1, b.o.reps)
+		host.Logf("blob pull: repetition %d/%d done", rep+1, b.o.reps)
 	}
 	return nil
 }
@@ -108,7 +110,7 @@ func (b *bench) manifestGets(ctx context.Context) error {
 		var rate, cpu *metric
 		if c.clients > 1 {
 			rate = b.res.metric(c.String()+", throughput", "req/s", true, true)
-			if _, err := cpuTime(os.Getpid()); err == nil {
+			if _, err := host.CPUTime(os.Getpid()); err == nil {
 				cpu = b.res.metric(c.String()+", server CPU per request", "µs", false, false)
 			}
 		}
@@ -129,13 +131,13 @@ func (b *bench) manifestGets(ctx context.Context) error {
 				if _, _, err := manifestLatency(ctx, t, cred, ref, c.clients, 4*c.clients); err != nil {
 					return err
 				}
-				cpu0, _ := cpuTime(t.srv.pid())
+				cpu0, _ := host.CPUTime(t.srv.pid())
 				lat, wall, err := manifestLatency(ctx, t, cred, ref, c.clients, b.o.requests)
 				if err != nil {
 					return err
 				}
 				if cpu != nil {
-					cpu1, err := cpuTime(t.srv.pid())
+					cpu1, err := host.CPUTime(t.srv.pid())
 					if err != nil {
 						return err
 					}
@@ -148,7 +150,7 @@ func (b *bench) manifestGets(ctx context.Context) error {
 				}
 			}
 		}
-		logf("%s: %d repetitions done", c, b.o.reps)
+		host.Logf("%s: %d repetitions done", c, b.o.reps)
 	}
 	return nil
 }
@@ -221,7 +223,7 @@ func (b *bench) pushes(ctx context.Context) error {
 			p50.add(t.key, ms(percentile(lat, 0.50)))
 			p99.add(t.key, ms(percentile(lat, 0.99)))
 		}
-		logf("push: repetition %d/%d done", rep+1, b.o.reps)
+		host.Logf("push: repetition %d/%d done", rep+1, b.o.reps)
 	}
 	return nil
 }
@@ -260,7 +262,7 @@ func (b *bench) profile(ctx context.Context) error {
 		if err := os.WriteFile(txt, out, 0o644); err != nil {
 			return err
 		}
-		logf("%s: perf profile in %s (summary %s)", t.label, data, txt)
+		host.Logf("%s: perf profile in %s (summary %s)", t.label, data, txt)
 	}
 	return nil
 }

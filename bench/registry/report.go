@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/airlock-dev/airlock/bench/internal/host"
 )
 
 // Goals of the issue: airlock with the gate on at least as fast as
@@ -22,7 +24,7 @@ type results struct {
 	Started  time.Time         `json:"started"`
 	Seconds  float64           `json:"seconds"`
 	Command  string            `json:"command"`
-	Machine  machine           `json:"machine"`
+	Machine  host.Machine      `json:"machine"`
 	Options  map[string]any    `json:"options"`
 	Versions map[string]string `json:"versions"`
 	Targets  map[string]string `json:"targets"`

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/airlock-dev/airlock/bench/internal/host"
 )
 
 // distributionVersion is the peer the issue names; .ci/tools.sh pins the same.
@@ -69,7 +71,7 @@ func distributionBinary(ctx context.Context, root, flagPath string) (path, versi
 	if flagPath != "" {
 		return "", "", fmt.Errorf("-registry %s: not a runnable registry binary", flagPath)
 	}
-	logf("installing distribution %s with .ci/tools.sh", distributionVersion)
+	host.Logf("installing distribution %s with .ci/tools.sh", distributionVersion)
 	tctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(tctx, filepath.Join(root, ".ci", "tools.sh"))
@@ -116,7 +118,7 @@ func buildAirlock(ctx context.Context, root, out string) error {
 // startDistribution runs distribution's registry with filesystem storage, delete
 // enabled and logging as quiet as airlock's own distribution handlers.
 func startDistribution(ctx context.Context, bin, dir string) (*server, error) {
-	addr, err := freeAddr()
+	addr, err := host.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -146,14 +148,14 @@ http:
 	// distribution v3 traces every request with OpenTelemetry and by default
 	// exports to an OTLP collector on localhost; with none there, that export
 	// would only add failed connections. "none" keeps the peer at its best.
-	cmd.Env = append(cleanEnv("REGISTRY_", "OTEL_"), "OTEL_TRACES_EXPORTER=none")
+	cmd.Env = append(host.CleanEnv("REGISTRY_", "OTEL_"), "OTEL_TRACES_EXPORTER=none")
 	return startServer(ctx, "distribution", cmd, "http://"+addr, data, filepath.Join(dir, "registry.log"))
 }
 
 // startAirlock runs `airlock serve` with a fresh data directory; repositories
 // matching unvetted skip the gate.
 func startAirlock(ctx context.Context, bin, data, unvetted string) (*server, error) {
-	addr, err := freeAddr()
+	addr, err := host.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -161,12 +163,12 @@ func startAirlock(ctx context.Context, bin, data, unvetted string) (*server, err
 		return nil, err
 	}
 	cmd := exec.Command(bin, "serve", "--addr", addr, "--data", data, "--allow-unvetted", unvetted, "--log-level", "error")
-	cmd.Env = cleanEnv("AIRLOCK_")
+	cmd.Env = host.CleanEnv("AIRLOCK_")
 	return startServer(ctx, "airlock", cmd, "http://"+addr, data, filepath.Join(filepath.Dir(data), "airlock.log"))
 }
 
 func startServer(ctx context.Context, name string, cmd *exec.Cmd, url, data, logPath string) (*server, error) {
-	done, err := startLogged(name, cmd, logPath)
+	done, err := host.StartLogged(name, cmd, logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +177,7 @@ func startServer(ctx context.Context, name string, cmd *exec.Cmd, url, data, log
 		s.stop()
 		return nil, err
 	}
-	logf("%s listening on %s (pid %d)", name, url, cmd.Process.Pid)
+	host.Logf("%s listening on %s (pid %d)", name, url, cmd.Process.Pid)
 	return s, nil
 }
 
