@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -375,11 +376,11 @@ func sharedLibraryImage(t *testing.T) (v1.Image, string, map[string]sandboxtest.
 	}
 	ldd, err := exec.LookPath("ldd")
 	if prog == "" || err != nil {
-		t.Skip("no dynamically linked program or ldd on this host")
+		needHost(t, "no dynamically linked program or ldd on this host")
 	}
 	out, err := exec.Command(ldd, prog).Output()
 	if err != nil {
-		t.Skipf("ldd %s: %v", prog, err)
+		needHost(t, fmt.Sprintf("ldd %s: %v", prog, err))
 	}
 	var needed []string
 	for _, line := range strings.Split(string(out), "\n") {
