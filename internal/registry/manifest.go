@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/airlock-dev/airlock/internal/store"
 )
@@ -68,10 +69,34 @@ type rawManifest struct {
 
 var (
 	digestRE = regexp.MustCompile(`^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$`)
-	// mediaTypeRE follows RFC 6838's restricted-name grammar loosely, enough to
-	// refuse control characters and garbage that would end up in headers.
-	mediaTypeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$`)
 )
+
+// validMediaType follows RFC 6838's restricted-name grammar loosely, enough
+// to refuse control characters and garbage that would end up in headers:
+// type "/" subtype, each 1–127 characters, starting with a letter or digit,
+// then letters, digits and !#$&^_.+-. (Checked by hand: the equivalent
+// regular expression with its {0,126} repetitions compiles to a large
+// program at every start of the binary.)
+func validMediaType(s string) bool {
+	typ, sub, ok := strings.Cut(s, "/")
+	return ok && restrictedName(typ) && restrictedName(sub)
+}
+
+func restrictedName(s string) bool {
+	if len(s) == 0 || len(s) > 127 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && strings.IndexByte("!#$&^_.+-", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // ValidDigest reports whether d is a digest with an algorithm the registry supports.
 func ValidDigest(d string) bool { return digestRE.MatchString(d) }
@@ -114,7 +139,7 @@ func ParseManifest(contentType string, body []byte) (ParsedManifest, error) {
 	p.MediaType = mt
 	p.ArtifactType = m.ArtifactType
 	p.Annotations = m.Annotations
-	if m.ArtifactType != "" && !mediaTypeRE.MatchString(m.ArtifactType) {
+	if m.ArtifactType != "" && !validMediaType(m.ArtifactType) {
 		return p, invalid("artifactType %q is not a media type", m.ArtifactType)
 	}
 	switch mt {
@@ -168,7 +193,7 @@ func checkDescriptor(where string, d descriptor) error {
 	if d.Size < 0 {
 		return invalid("%s: negative size %d", where, d.Size)
 	}
-	if !mediaTypeRE.MatchString(d.MediaType) {
+	if !validMediaType(d.MediaType) {
 		return invalid("%s: mediaType %q is not a media type", where, d.MediaType)
 	}
 	return nil

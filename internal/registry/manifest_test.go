@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -231,6 +232,22 @@ func FuzzParseManifest(f *testing.F) {
 		again, err := ParseManifest(contentType, body)
 		if err != nil || again.MediaType != p.MediaType || len(again.Blobs) != len(p.Blobs) || again.Subject != p.Subject {
 			t.Fatalf("second parse differs: %+v, %v", again, err)
+		}
+	})
+}
+
+// mediaTypeGrammar is the regular expression validMediaType implements by
+// hand: the oracle for FuzzValidMediaType.
+var mediaTypeGrammar = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$`)
+
+func FuzzValidMediaType(f *testing.F) {
+	for _, s := range []string{"application/vnd.oci.image.manifest.v1+json", "a/b", "/b", "a/", "a/b/c", "-a/b", "a/-b",
+		"a\x00/b", "text/plain; charset=utf-8", strings.Repeat("a", 127) + "/b", strings.Repeat("a", 128) + "/b", "é/b", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validMediaType(s), mediaTypeGrammar.MatchString(s); got != want {
+			t.Fatalf("validMediaType(%q) = %v, the grammar says %v", s, got, want)
 		}
 	})
 }
